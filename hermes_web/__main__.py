@@ -1,0 +1,3 @@
+from hermes_web.cli import main
+
+raise SystemExit(main())

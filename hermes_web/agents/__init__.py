@@ -1,0 +1,18 @@
+"""Agents: providers that turn a user turn into a stream of journal events.
+
+Every provider implements :class:`hermes_web.agents.base.Agent`; the run (``runs.py``)
+writes what it yields, so adding a provider touches neither the run nor the journal.
+"""
+
+from hermes_web.agents.base import Agent, AgentRequest, UnknownAgent
+from hermes_web.agents.demo import DemoAgent
+
+
+def build_agents(config) -> dict:
+    """The agents this server offers, by name. ``demo`` is always there and the default."""
+    return {"demo": DemoAgent(delay_seconds=config.demo_delay_ms / 1000)}
+
+
+DEFAULT_AGENT = "demo"
+
+__all__ = ["Agent", "AgentRequest", "UnknownAgent", "DemoAgent", "build_agents", "DEFAULT_AGENT"]

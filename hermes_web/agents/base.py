@@ -1,0 +1,33 @@
+"""The provider interface: one method that yields events."""
+
+import dataclasses
+import threading
+from typing import Iterator, Protocol
+
+
+class UnknownAgent(LookupError):
+    """No agent of that name is configured."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentRequest:
+    """What an agent is given for one run. Attachments carry metadata only, never paths."""
+
+    session_id: str
+    run_id: str
+    text: str
+    attachments: tuple = ()  # ({id, name, mime, size}, ...)
+    history: tuple = ()  # earlier messages of the session, as in the session view
+
+
+class Agent(Protocol):
+    """A provider. ``stream`` yields non-terminal events as dicts with a ``type``
+    (``text.delta``, ``reasoning.delta``, ``tool.started``, ``tool.finished``, ``title``,
+    ``usage``); returning ends the run as completed, raising ends it as failed. It must
+    check ``cancel`` at least every 100 ms and return promptly once it is set."""
+
+    name: str
+    model: str
+
+    def stream(self, request: AgentRequest, cancel: threading.Event) -> Iterator[dict]:
+        ...

@@ -1,0 +1,48 @@
+"""``hermes-web``: ``serve`` and ``compact``. Thin wrappers over plain functions."""
+
+import argparse
+import sys
+
+from hermes_web.config import Config, ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hermes-web", description="Durable chat UI for LLM agents.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the UI and API")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1, env HERMES_WEB_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8787, env HERMES_WEB_PORT)")
+    serve.add_argument("--data-dir", help="data root (default ./var, env HERMES_WEB_DATA_DIR)")
+
+    compact = commands.add_parser("compact", help="fold finished runs into transcripts; apply retention")
+    compact.add_argument("--data-dir", help="data root (default ./var, env HERMES_WEB_DATA_DIR)")
+    compact.add_argument("--session", help="only this session")
+    compact.add_argument("--older-than", default="1h", help="only runs that ended this long ago (e.g. 30m, 1h, 2d; 0 = all)")
+    mode = compact.add_mutually_exclusive_group()
+    mode.add_argument("--archive", dest="mode", action="store_const", const="archive", help="gzip journals under archive/ (default)")
+    mode.add_argument("--delete", dest="mode", action="store_const", const="delete", help="delete journals once folded")
+    compact.add_argument("--keep-archives", help="prune archives older than this (e.g. 30d)")
+    compact.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    compact.add_argument("--wait", action="store_true", help="wait for a running compaction instead of exiting")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = Config.from_env(
+            data_dir=args.data_dir,
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+        )
+    except ConfigError as error:
+        print(f"hermes-web: configuration error: {error}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        from hermes_web.serve import serve
+
+        return serve(config)
+    from hermes_web.compaction import run_from_cli
+
+    return run_from_cli(config, args)

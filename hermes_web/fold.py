@@ -1,0 +1,199 @@
+"""The fold: journal records -> session-view messages. Pure; the one used everywhere.
+
+The session view, compaction and the tests all fold with :class:`RunFold`, so a run looks
+the same live, after a reload and after compaction. Record types: PROTOCOL 1.1 and
+docs/journal-format.md.
+"""
+
+from hermes_web.journal import TERMINAL_TYPES
+
+TERMINAL_STATUS = {
+    "run.completed": "completed",
+    "run.failed": "failed",
+    "run.cancelled": "cancelled",
+    "run.interrupted": "interrupted",
+}
+
+
+def attachment_url(session_id: str, attachment_id: str) -> str:
+    return f"/api/sessions/{session_id}/attachments/{attachment_id}"
+
+
+class _Text:
+    """Appended text, joined lazily so folding N deltas stays O(N) overall."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self):
+        self._parts = []
+
+    def append(self, text: str) -> None:
+        if text:
+            self._parts.append(text)
+
+    def value(self) -> str:
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+
+class RunFold:
+    """Accumulates one run's records; :meth:`messages` snapshots its user and assistant turn.
+
+    Incremental: applying records one by one and reading :meth:`messages` at any point
+    gives the same result as folding that prefix from scratch.
+    """
+
+    def __init__(self):
+        self.run_id = None
+        self.session_id = None
+        self.started = None
+        self.status = None
+        self.title = None
+        self.error = None
+        self.reason = None
+        self.cancelled_by = None
+        self.usage = None
+        self.finished_at = None
+        self.text = _Text()
+        self.reasoning = _Text()
+        self.tool_calls = {}  # call_id -> dict, insertion-ordered: the order they began
+        self.records = 0
+        self.offset = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not None and self.status != "running"
+
+    def apply(self, record: dict, end_offset: int) -> None:
+        """Fold one record that ends at journal byte ``end_offset``.
+
+        Unknown types are ignored (forward compatibility).
+        """
+        self.records += 1
+        self.offset = end_offset
+        kind = record.get("type")
+        if kind == "run.started":
+            self.run_id = record.get("run_id")
+            self.session_id = record.get("session_id")
+            self.started = record
+            self.status = "running"
+        elif kind == "text.delta":
+            self.text.append(record.get("text", ""))
+        elif kind == "reasoning.delta":
+            self.reasoning.append(record.get("text", ""))
+        elif kind == "tool.started":
+            call_id = record.get("call_id")
+            self.tool_calls[call_id] = {
+                "id": call_id,
+                "name": record.get("name"),
+                "args": record.get("args"),
+                "status": "running",
+                "result": None,
+                "is_error": False,
+                "duration_ms": None,
+            }
+        elif kind == "tool.output":
+            call = self.tool_calls.get(record.get("call_id"))
+            if call is not None:
+                call["result"] = (call["result"] or "") + record.get("text", "")
+        elif kind == "tool.finished":
+            call = self.tool_calls.get(record.get("call_id"))
+            if call is not None:
+                is_error = bool(record.get("is_error"))
+                call.update(
+                    status="error" if is_error else "done",
+                    result=record.get("result"),
+                    is_error=is_error,
+                    duration_ms=record.get("duration_ms"),
+                )
+        elif kind == "title":
+            self.title = record.get("title")
+        elif kind == "usage":
+            self.usage = {
+                "input_tokens": record.get("input_tokens"),
+                "output_tokens": record.get("output_tokens"),
+            }
+        elif kind in TERMINAL_TYPES:
+            self.status = TERMINAL_STATUS[kind]
+            self.finished_at = record.get("ts")
+            if kind == "run.failed":
+                self.error = record.get("error")
+            elif kind == "run.interrupted":
+                self.reason = record.get("reason")
+            elif kind == "run.cancelled":
+                self.cancelled_by = record.get("by")
+        if self.finished:
+            # A terminal run has no running tool left: the card shows how it ended.
+            for call in self.tool_calls.values():
+                if call["status"] == "running":
+                    call["status"] = "error"
+                    call["is_error"] = True
+                    if call["result"] is None:
+                        call["result"] = f"not finished: run {self.status}"
+
+    def messages(self) -> list:
+        """The run as ``[user_message, assistant_message]`` (fresh dicts)."""
+        if self.started is None:
+            return []
+        started = self.started
+        user = started.get("user") or {}
+        run_id = self.run_id
+        session_id = self.session_id
+        attachments = [
+            {
+                "id": item.get("id"),
+                "name": item.get("name"),
+                "mime": item.get("mime"),
+                "size": item.get("size"),
+                "url": attachment_url(session_id, item.get("id")),
+            }
+            for item in user.get("attachments") or []
+            if isinstance(item, dict)
+        ]
+        user_message = {
+            "id": user.get("id") or f"{run_id}-user",
+            "role": "user",
+            "run_id": run_id,
+            "text": user.get("text", ""),
+            "attachments": attachments,
+            "created_at": started.get("ts"),
+        }
+        assistant_message = {
+            "id": f"{run_id}-assistant",
+            "role": "assistant",
+            "run_id": run_id,
+            "status": self.status,
+            "text": self.text.value(),
+            "reasoning": self.reasoning.value(),
+            "tool_calls": [dict(call) for call in self.tool_calls.values()],
+            "agent": started.get("agent"),
+            "error": self.error,
+            "reason": self.reason,
+            "usage": self.usage,
+            "created_at": started.get("ts"),
+            "finished_at": self.finished_at,
+            # The journal position this message reflects; survives compaction, so the
+            # session view's cursor is the same before and after it.
+            "cursor": f"{run_id}:{self.offset}",
+        }
+        return [user_message, assistant_message]
+
+
+def fold(entries) -> list:
+    """Fold ``(record, end_offset)`` pairs of one or more consecutive runs into messages.
+
+    Each run begins with ``run.started``; offsets are positions in that run's journal.
+    """
+    messages = []
+    run = None
+    for record, end_offset in entries:
+        if record.get("type") == "run.started":
+            if run is not None:
+                messages.extend(run.messages())
+            run = RunFold()
+        if run is not None:
+            run.apply(record, end_offset)
+    if run is not None:
+        messages.extend(run.messages())
+    return messages

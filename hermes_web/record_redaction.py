@@ -1,0 +1,101 @@
+"""Where the one redactor meets journal records (PROTOCOL 2.4).
+
+At rest (the default) every record is redacted on its way into the journal, so the file,
+every stream, view and transcript carry masked text. With ``HERMES_WEB_REDACT_AT_REST=0``
+records are written raw and redacted on their way out instead.
+"""
+
+import json
+
+from hermes_web.journal import encode_record
+
+STREAMED_TYPES = ("text.delta", "reasoning.delta", "tool.output")
+# Structural fields never carry user or model text; leaving them alone keeps ids intact.
+STRUCTURAL_FIELDS = frozenset({"type", "ts", "run_id", "session_id", "call_id", "duration_ms", "is_error"})
+
+
+class RecordRedaction:
+    """Redaction policy for a server: what happens on write and on read."""
+
+    def __init__(self, redactor, at_rest: bool = True):
+        self.redactor = redactor
+        self.at_rest = at_rest
+
+    def for_run(self):
+        """A per-run filter for the writer: redacting when at rest, else passing through."""
+        return RunRedaction(self.redactor) if self.at_rest else _Passthrough()
+
+    @property
+    def on_read(self) -> bool:
+        """True when responses must be redacted as they are read (raw journals)."""
+        return not self.at_rest
+
+    def record(self, record: dict) -> dict:
+        """One record with every payload string redacted."""
+        return redact_record(self.redactor, record)
+
+    def line(self, line: bytes) -> bytes:
+        """A raw journal line (no newline) redacted for a response."""
+        return encode_record(self.record(json.loads(line)))[:-1]
+
+    def text(self, text: str) -> str:
+        return self.redactor.redact(text)
+
+    def value(self, value):
+        return self.redactor.redact_value(value)
+
+
+def redact_record(redactor, record: dict) -> dict:
+    payload = {key: value for key, value in record.items() if key not in STRUCTURAL_FIELDS}
+    redacted = redactor.redact_value(payload)
+    return {key: (redacted[key] if key in redacted else value) for key, value in record.items()}
+
+
+class RunRedaction:
+    """Redacts one run's records in write order.
+
+    Deltas go through a streaming redactor per stream (text, reasoning, each tool's
+    output), so a secret split across deltas is still masked; text that could still turn
+    into a secret is held back until the next delta of the same stream, and any other
+    record first releases everything held, so order is never changed.
+    """
+
+    def __init__(self, redactor):
+        self._redactor = redactor
+        self._streams = {}  # (type, call_id) -> (StreamRedactor, template record)
+
+    def process(self, record: dict) -> list:
+        kind = record.get("type")
+        if kind in STREAMED_TYPES:
+            key = (kind, record.get("call_id"))
+            released = self._release(keep=key)
+            entry = self._streams.get(key)
+            if entry is None:
+                entry = (self._redactor.stream(), record)
+                self._streams[key] = entry
+            text = entry[0].feed(record.get("text") or "")
+            if text:
+                released.append(dict(record, text=text))
+            return released
+        return self._release() + [redact_record(self._redactor, record)]
+
+    def finish(self) -> list:
+        """Release whatever is still held back (before the terminal record)."""
+        return self._release()
+
+    def _release(self, keep=None) -> list:
+        released = []
+        for key in [key for key in self._streams if key != keep]:
+            stream, template = self._streams.pop(key)
+            text = stream.flush()
+            if text:
+                released.append(dict(template, text=text))
+        return released
+
+
+class _Passthrough:
+    def process(self, record: dict) -> list:
+        return [record]
+
+    def finish(self) -> list:
+        return []

@@ -1,0 +1,56 @@
+"""The serve entry point: the only module that imports gevent, and it patches first."""
+
+import logging
+import os
+import resource
+import signal
+import sys
+
+
+def serve(config) -> int:
+    """Serve the UI and API on one gevent process until SIGINT/SIGTERM."""
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    import gevent
+    import gevent.event
+    from gevent.pywsgi import WSGIServer
+
+    from hermes_web.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.umask(0o077)  # files 0600, directories 0700, whatever creates them
+    _raise_open_file_limit()
+    hub = gevent.get_hub()
+
+    def offload(function, *args):
+        # fsync in a native thread: the greenlet waits, the event loop does not.
+        return hub.threadpool.apply(function, args)
+
+    app = create_app(config, offload=offload)
+    hermes = app.extensions["hermes"]
+    server = WSGIServer((config.host, config.port), app, log=logging.getLogger("hermes_web.access"),
+                        error_log=logging.getLogger("hermes_web.server"))
+    stopping = gevent.event.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(signum, stopping.set)
+    server.start()
+    print(f"hermes_web serving http://{config.host}:{server.server_port}/ "
+          f"(data dir {os.path.abspath(config.data_dir)}, {hermes.watcher.mode} watcher)", flush=True)
+    stopping.wait()
+    print("hermes_web shutting down: ending active runs", file=sys.stderr, flush=True)
+    hermes.runs.shutdown()
+    server.stop(timeout=1)
+    return 0
+
+
+def _raise_open_file_limit() -> None:
+    # Every SSE viewer holds a socket: allow as many as the hard limit permits.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass

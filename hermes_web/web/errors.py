@@ -1,0 +1,55 @@
+"""One error format for every response: ``{"error": {"code", "message"}}`` (PROTOCOL 2)."""
+
+import json
+import logging
+import re
+
+from flask import current_app, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error answered as JSON with ``status``; ``extra`` fields join the error object."""
+
+    def __init__(self, status: int, code: str, message: str, **extra):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status: int, code: str, message: str, **extra):
+    hermes = current_app.extensions.get("hermes")
+    if hermes is not None:
+        message = hermes.redaction.text(message)  # error text can quote user input
+    body = {"error": {"code": code, "message": message, **extra}}
+    response = current_app.response_class(
+        json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def init_app(app) -> None:
+    """Register the handlers that turn every failure into the JSON error body."""
+
+    @app.errorhandler(ApiError)
+    def handle_api_error(error: ApiError):
+        return error_response(error.status, error.code, error.message, **error.extra)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(error: HTTPException):
+        code = re.sub(r"[^a-z0-9]+", "_", (error.name or "error").lower()).strip("_")
+        response = error_response(error.code or 500, code, error.description or error.name)
+        if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception):
+        # Never a traceback on the wire; the log has it.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal server error")
