@@ -39,11 +39,14 @@ class SessionViews:
     def view(self, session_id: str) -> dict:
         """The session view; raises store.NotFound for an unknown session."""
         meta = self.sessions.get(session_id)
+        # Journals are listed before the transcript is read: a compaction finishing in
+        # between then shows its runs in the transcript, never in neither.
+        run_ids = self.data_dir.run_ids(session_id)
         messages = list(self.transcript(session_id))
         compacted = {message.get("run_id") for message in messages}
         cursor = _last_cursor(messages)
         active_run = None
-        for run_id in self.data_dir.run_ids(session_id):
+        for run_id in run_ids:
             if run_id in compacted:
                 continue  # compaction wrote the transcript but has not removed the journal yet
             run_messages, finished = self._fold_run(session_id, run_id)

@@ -8,6 +8,7 @@ another process (a second ``serve`` on the same data dir) appends.
 
 import os
 import threading
+import time
 import weakref
 
 try:  # inotify is Linux-only; polling is the fallback
@@ -140,7 +141,7 @@ class Watcher:
                     except OSError:
                         pass
             else:
-                threading.Event().wait(self.poll_interval)
+                time.sleep(self.poll_interval)
             self._check_all()
 
     def _check_all(self) -> None:

@@ -1,0 +1,173 @@
+"""Test support: a real ``hermes-web serve`` subprocess and real HTTP/SSE clients."""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """A real server on a free port with its own data dir; stopped by :meth:`stop`."""
+
+    def __init__(self, data_dir: Path, env: dict = None, port: int = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.data_dir.parent / f"serve-{self.port}.log"
+        self.env = dict(os.environ, HERMES_WEB_DEMO_DELAY_MS="5", **(env or {}))
+        self.process = None
+
+    def start(self, timeout: float = 20.0) -> "ServerProcess":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hermes_web", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
+            try:
+                status, _, _ = request(self.url, "GET", "/api/sessions", timeout=1)
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not answer in {timeout}s:\n{self.log_path.read_text()}")
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill9(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    # ---- convenience wrappers over the JSON API
+
+    def api(self, method: str, path: str, body=None, headers=None, timeout: float = 10.0):
+        """``(status, parsed_json_or_None, headers)``."""
+        status, data, response_headers = request(self.url, method, path, body, headers, timeout)
+        parsed = json.loads(data) if data and response_headers.get("Content-Type", "").startswith("application/json") else None
+        return status, parsed, response_headers
+
+    def create_session(self) -> str:
+        status, body, _ = self.api("POST", "/api/sessions", {})
+        assert status == 201, body
+        return body["id"]
+
+    def start_run(self, session_id: str, text: str = "hello durable world", attachments=()) -> dict:
+        status, body, _ = self.api("POST", f"/api/sessions/{session_id}/runs", {"text": text, "attachments": list(attachments)})
+        assert status == 202, body
+        return body
+
+    def wait_run_finished(self, run_id: str, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body, _ = self.api("GET", f"/api/runs/{run_id}")
+            if status == 200 and body["status"] != "running":
+                return body
+            time.sleep(0.05)
+        raise TimeoutError(f"run {run_id} still running after {timeout}s")
+
+    def journal_path(self, session_id: str, run_id: str) -> Path:
+        return self.data_dir / "journals" / session_id / f"{run_id}.jsonl"
+
+
+def request(base_url: str, method: str, path: str, body=None, headers=None, timeout: float = 10.0):
+    """One HTTP request over a fresh connection: ``(status, body_bytes, headers)``."""
+    parsed = urllib.parse.urlsplit(base_url)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+    try:
+        payload = None
+        all_headers = dict(headers or {})
+        if body is not None:
+            payload = body if isinstance(body, (bytes, str)) else json.dumps(body)
+            all_headers.setdefault("Content-Type", "application/json")
+        connection.request(method, path, body=payload, headers=all_headers)
+        response = connection.getresponse()
+        return response.status, response.read(), dict(response.getheaders())
+    finally:
+        connection.close()
+
+
+class SseClient:
+    """A raw SSE reader over http.client: yields frames as dicts (id, event, data, comment)."""
+
+    def __init__(self, base_url: str, path: str, last_event_id: str = None, timeout: float = 30.0):
+        parsed = urllib.parse.urlsplit(base_url)
+        self.connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        self.connection.request("GET", path, headers=headers)
+        self.response = self.connection.getresponse()
+        self.status = self.response.status
+        self.headers = dict(self.response.getheaders())
+
+    def frames(self):
+        """Parsed frames until the server ends the stream."""
+        frame = {}
+        while True:
+            raw = self.response.readline()
+            if not raw:
+                return
+            line = raw.decode("utf-8").rstrip("\n")
+            if line == "":
+                if frame:
+                    yield frame
+                frame = {}
+                continue
+            if line.startswith(":"):
+                frame.setdefault("comment", []).append(line[1:].strip())
+                continue
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "data":
+                frame["data"] = frame["data"] + "\n" + value if "data" in frame else value
+            else:
+                frame[field] = value
+
+    def records(self):
+        """Only the record frames (those with an id), as ``(id, event, parsed_data)``."""
+        for frame in self.frames():
+            if "id" in frame:
+                yield frame["id"], frame.get("event"), json.loads(frame["data"])
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def journal_lines(path: Path):
+    """``(line_bytes_with_newline, end_offset)`` of every complete line of a journal file."""
+    data = Path(path).read_bytes()
+    out = []
+    offset = 0
+    while True:
+        newline = data.find(b"\n", offset)
+        if newline < 0:
+            return out
+        out.append((data[offset:newline + 1], newline + 1))
+        offset = newline + 1
