@@ -48,12 +48,13 @@ def create_session():
 
 @blueprint.get("/sessions")
 def list_sessions():
+    """A JSON array of session metadata, newest activity first, each with ``active_run``."""
     service = hermes()
     sessions = []
     for meta in service.sessions.list():
         active = service.runs.active_run_id(meta["id"])
         sessions.append(dict(meta, active_run={"id": active} if active else None))
-    return jsonify({"sessions": sessions})
+    return jsonify(sessions)
 
 
 @blueprint.get("/sessions/<session_id>")
