@@ -313,3 +313,13 @@ def journal_state(path: Path):
         return read_tail(fd)
     finally:
         os.close(fd)
+
+
+def writer_alive(fd: int) -> bool:
+    """True while some process holds the journal's writer lock (tested on ``fd``)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False

@@ -5,12 +5,11 @@ when caught up (see ``wakeup.py``); nothing is buffered per subscriber, so a slo
 only falls behind itself and a reconnect resumes with a seek.
 """
 
-import fcntl
 import os
 import time
 
 from hermes_web import sse
-from hermes_web.journal import TERMINAL_TYPES, journal_state, read_lines, recover
+from hermes_web.journal import TERMINAL_TYPES, journal_state, read_lines, recover, writer_alive
 from hermes_web.store import NotFound
 
 # How often a tailer of a run written by another process re-checks that the writer lives.
@@ -165,14 +164,11 @@ class _Liveness:
         """Return how long the caller may sleep before checking again."""
         if self._streams.runs.is_local(self._run_id):
             return self._streams.heartbeat
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if writer_alive(self._fd):
             if not self._watching:
                 self._streams.watcher.watch(self._path, self._beacon)
                 self._watching = True
             return REMOTE_LIVENESS_SECONDS
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
         _, last = journal_state(self._path)
         if last is None or last.get("type") not in TERMINAL_TYPES:
             recover(self._path)  # its writer died: end the run so tailers finish
