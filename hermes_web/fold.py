@@ -5,6 +5,7 @@ the same live, after a reload and after compaction. Record types: PROTOCOL 1.1 a
 docs/journal-format.md.
 """
 
+from hermes_web.attachment_markers import legacy_attachment_chips
 from hermes_web.journal import TERMINAL_TYPES
 
 TERMINAL_STATUS = {
@@ -151,6 +152,8 @@ class RunFold:
             for item in user.get("attachments") or []
             if isinstance(item, dict)
         ]
+        # Older transcripts name their files only in a marker in the text: show those too.
+        attachments.extend(legacy_attachment_chips(session_id, user.get("text")))
         user_message = {
             "id": user.get("id") or f"{run_id}-user",
             "role": "user",

@@ -44,8 +44,10 @@ def init_app(app) -> None:
     def handle_http_error(error: HTTPException):
         code = re.sub(r"[^a-z0-9]+", "_", (error.name or "error").lower()).strip("_")
         response = error_response(error.code or 500, code, error.description or error.name)
-        if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
-            response.headers["Allow"] = ", ".join(error.valid_methods)
+        # Keep what the exception says beside its body: Allow on 405, Content-Range on 416.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)
