@@ -12,7 +12,10 @@ def ensure_dir(path: Path) -> Path:
     """Create ``path`` (and parents) with mode 0700 if missing; return it."""
     path = Path(path)
     if not path.is_dir():
-        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        # mkdir(parents=True) gives missing parents the default mode, not DIR_MODE.
+        for directory in reversed([path, *path.parents]):
+            if not directory.is_dir():
+                directory.mkdir(mode=DIR_MODE, exist_ok=True)
     return path
 
 

@@ -33,9 +33,27 @@ class RecordTooLarge(JournalError):
     """An encoded record exceeds MAX_RECORD_BYTES."""
 
 
+def _record_encoder():
+    """``record -> compact JSON str``, built once.
+
+    ``json.dumps(record, **options)`` builds a new C encoder on every call, which costs as
+    much as the encoding itself; records are encoded on every append.
+    """
+    options = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    if json.encoder.c_make_encoder is None:  # pragma: no cover - CPython always has it
+        return options.encode
+    c_encoder = json.encoder.c_make_encoder(
+        None, options.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    return lambda record: "".join(c_encoder(record, 0))
+
+
+_encode_json = _record_encoder()
+
+
 def encode_record(record: dict) -> bytes:
     """One compact UTF-8 JSON line ending in ``\\n`` (JSON escapes every newline inside)."""
-    line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace") + b"\n"
+    line = _encode_json(record).encode("utf-8", "replace") + b"\n"
     if len(line) > MAX_RECORD_BYTES:
         raise RecordTooLarge(f"record of {len(line)} bytes exceeds {MAX_RECORD_BYTES}")
     return line
@@ -127,14 +145,18 @@ class JournalWriter:
             line = encode_record(first_record)
             _write_whole(fd, line)
             durability.offload(os.fsync, fd)
-            os.rename(temp_path, path)
+            # link, not rename: rename would silently replace a journal that already exists.
+            os.link(temp_path, path)
+            os.unlink(temp_path)
             durability.offload(fsync_dir, path.parent)
-        except BaseException:
+        except BaseException as error:
             os.close(fd)
             try:
                 os.unlink(temp_path)
             except FileNotFoundError:
                 pass
+            if isinstance(error, FileExistsError):
+                raise JournalError(f"journal {path.name} already exists") from None
             raise
         return cls(fd, path, len(line), durability)
 

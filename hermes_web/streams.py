@@ -49,13 +49,18 @@ class Streams:
             while True:
                 generation = beacon.generation
                 lines = read_lines(fd, offset)
-                for line, end_offset in lines:
-                    kind = sse.record_type_of(line)
-                    yield self._frame(run_id, end_offset, line, kind)
-                    offset = end_offset
-                    if kind in TERMINAL_TYPES:
-                        return
                 if lines:
+                    # One write for all the records read: a viewer that fell behind
+                    # catches up with one send, not one per record.
+                    frames = []
+                    for line, end_offset in lines:
+                        kind = sse.record_type_of(line)
+                        frames.append(self._frame(run_id, end_offset, line, kind))
+                        offset = end_offset
+                        if kind in TERMINAL_TYPES:
+                            yield b"".join(frames)
+                            return
+                    yield b"".join(frames)
                     last_sent = time.monotonic()
                     continue
                 wait = liveness.check()
@@ -105,13 +110,16 @@ class Streams:
                         finished = True  # compacted or deleted meanwhile: go on after it
                 if fd is not None:
                     lines = read_lines(fd, offset)
+                    frames = []
                     for line, end_offset in lines:
                         kind = sse.record_type_of(line)
-                        yield self._frame(run_id, end_offset, line, kind)
+                        frames.append(self._frame(run_id, end_offset, line, kind))
                         offset = end_offset
                         if kind in TERMINAL_TYPES:
                             finished = True
-                    if lines:
+                            break  # nothing follows a terminal record
+                    if frames:
+                        yield b"".join(frames)
                         progressed = True
                     if finished:
                         liveness.close()

@@ -18,26 +18,37 @@ except ImportError:  # pragma: no cover - depends on the platform
 
 
 class Beacon:
-    """A condition with a generation counter, so a wake-up between read and wait is never lost."""
+    """A generation counter with an event per generation, so a wake-up between read and
+    wait is never lost.
 
-    __slots__ = ("_condition", "generation", "__weakref__")
+    Firing sets the current generation's event and installs a fresh one: every waiter is
+    released by one ``set`` (under gevent a single hub callback wakes them all), where a
+    condition would hand a lock from waiter to waiter, which costs about four times as
+    much with a thousand viewers of one run.
+    """
+
+    __slots__ = ("_lock", "_event", "generation", "__weakref__")
 
     def __init__(self):
-        self._condition = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._event = threading.Event()
         self.generation = 0
 
     def fire(self) -> None:
-        with self._condition:
+        with self._lock:
             self.generation += 1
-            self._condition.notify_all()
+            event, self._event = self._event, threading.Event()
+        event.set()
 
     def wait_past(self, generation: int, timeout: float) -> bool:
         """Wait until the generation differs from ``generation``; False on timeout."""
-        with self._condition:
-            if self.generation != generation:
-                return True
-            self._condition.wait(timeout)
-            return self.generation != generation
+        # The event is taken before the generation is compared: a fire in between either
+        # shows in the comparison or sets the event taken.
+        event = self._event
+        if self.generation != generation:
+            return True
+        event.wait(timeout)
+        return self.generation != generation
 
 
 class Beacons:

@@ -28,7 +28,7 @@ class ServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.data_dir.parent / f"serve-{self.port}.log"
-        self.env = dict(os.environ, HERMES_WEB_DEMO_DELAY_MS="5", **(env or {}))
+        self.env = {**os.environ, "HERMES_WEB_DEMO_DELAY_MS": "5", **(env or {})}
         self.process = None
 
     def start(self, timeout: float = 20.0) -> "ServerProcess":

@@ -16,6 +16,8 @@ from hermes_web.ids import new_call_id
 _TOKEN = re.compile(r"\S+\s*|\s+")
 # Long messages are quoted in bigger pieces so a run stays within tens of seconds.
 _MAX_QUOTE_DELTAS = 60
+# Each tool "works" this many delays: with the default 40 ms a run lasts 10-20 s.
+_TOOL_PAUSES = 15
 
 
 class DemoAgent:
@@ -55,7 +57,7 @@ class DemoAgent:
             call_id = new_call_id()
             started = time.monotonic()
             yield {"type": "tool.started", "call_id": call_id, "name": name, "args": args}
-            for _ in range(5):
+            for _ in range(_TOOL_PAUSES):
                 if self._pause(cancel):
                     return
             yield {

@@ -74,8 +74,10 @@ def session_events(session_id):
     run_id, offset = cursor
     path = service.data_dir.journal_path(session_id, run_id)
     if path.exists():
-        _checked_offset(path, offset)
-        return _stream_response(service.streams.session_stream(session_id, run_id, offset))
+        committed, last = _checked_offset(path, offset)
+        # At the end of a finished run the stream goes on with the next run (never 204 here).
+        finished = offset == committed and last is not None and last.get("type") in TERMINAL_TYPES
+        return _stream_response(service.streams.session_stream(session_id, run_id, offset, run_finished=finished))
     if run_id in service.views.compacted_run_ids(session_id):
         return _stream_response(service.streams.session_stream(session_id, run_id, 0, run_finished=True))
     raise ApiError(400, "invalid_cursor", "cursor names a run that is not in this session")
