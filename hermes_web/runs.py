@@ -116,9 +116,8 @@ class RunManager:
                 "user": {"id": f"{run_id}-user", "text": text, "attachments": list(attachments)},
                 "agent": {"name": agent.name, "model": agent.model},
             }
-            ensure_dir(self.data_dir.journals_dir(session_id))
             (record,) = filters.process(started)
-            writer = JournalWriter.create(self.data_dir.journal_path(session_id, run_id), record, self.durability)
+            writer = self._create_journal(session_id, run_id, record)
             run = _Run(run_id, session_id, writer)
             self._runs[run_id] = run
             self._by_session[session_id] = run_id
@@ -138,6 +137,17 @@ class RunManager:
         )
         run.thread.start()
         return {"run_id": run_id, "cursor": f"{run_id}:0"}
+
+    def _create_journal(self, session_id: str, run_id: str, record: dict) -> JournalWriter:
+        path = self.data_dir.journal_path(session_id, run_id)
+        for attempt in (1, 2):
+            ensure_dir(path.parent)
+            try:
+                return JournalWriter.create(path, record, self.durability)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                # compaction removed the emptied journal directory in between: make it again
 
     def cancel(self, run_id: str, by: str = "user") -> None:
         """Ask a local run to stop and wait (bounded) until its terminal record is written.

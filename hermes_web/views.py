@@ -13,6 +13,9 @@ from hermes_web.fold import RunFold
 from hermes_web.journal import read_lines, recover
 
 MAX_CACHED_RUNS = 512
+# A view is rebuilt when compaction moves a run out of its journal mid-build; compactions
+# are minutes apart, so a second attempt all but always succeeds.
+MAX_VIEW_ATTEMPTS = 3
 
 
 class _CachedFold:
@@ -38,6 +41,15 @@ class SessionViews:
 
     def view(self, session_id: str) -> dict:
         """The session view; raises store.NotFound for an unknown session."""
+        for _ in range(MAX_VIEW_ATTEMPTS - 1):
+            view = self._build_view(session_id)
+            if view is not None:
+                return view
+        return self._build_view(session_id, complete=False)
+
+    def _build_view(self, session_id: str, complete: bool = True):
+        """The view, or None when a journal vanished under it (compaction moved it into
+        the transcript after the transcript was read): the caller builds it again."""
         meta = self.sessions.get(session_id)
         # Journals are listed before the transcript is read: a compaction finishing in
         # between then shows its runs in the transcript, never in neither.
@@ -49,7 +61,12 @@ class SessionViews:
         for run_id in run_ids:
             if run_id in compacted:
                 continue  # compaction wrote the transcript but has not removed the journal yet
-            run_messages, finished = self._fold_run(session_id, run_id)
+            folded = self._fold_run(session_id, run_id)
+            if folded is None:
+                if complete:
+                    return None
+                continue
+            run_messages, finished = folded
             if not run_messages:
                 continue
             messages.extend(run_messages)
@@ -88,12 +105,13 @@ class SessionViews:
         self._transcripts.pop(session_id, None)
 
     def _fold_run(self, session_id: str, run_id: str):
-        """``(messages, finished)`` of one journal, advanced from the cached offset."""
+        """``(messages, finished)`` of one journal, advanced from the cached offset; None
+        when the journal no longer exists."""
         path = self.data_dir.journal_path(session_id, run_id)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            return [], True
+            return None
         try:
             inode = os.fstat(fd).st_ino
             cached = self._cached(run_id, inode)

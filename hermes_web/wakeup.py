@@ -148,16 +148,30 @@ class Watcher:
                 readable, _, _ = select.select([self._inotify.fileno()], [], [], self.poll_interval * 4)
                 if readable:
                     try:
-                        self._inotify.read(timeout=0)
+                        events = self._inotify.read(timeout=0)
                     except OSError:
-                        pass
+                        events = []
+                    self._forget_removed(events)
             else:
                 time.sleep(self.poll_interval)
             self._check_all()
 
+    def _forget_removed(self, events) -> None:
+        # A removed directory (compaction empties a session's journal dir) loses its watch;
+        # forget it so it is watched again once it is recreated.
+        with self._lock:
+            for event in events:
+                if event.mask & inotify_simple.flags.IGNORED:
+                    directory = self._descriptors.pop(event.wd, None)
+                    if directory is not None and self._directories.get(directory) == event.wd:
+                        del self._directories[directory]
+
     def _check_all(self) -> None:
         with self._lock:
             paths = list(self._watches)
+            if self._inotify is not None:
+                for path in paths:
+                    self._add_directory(path if os.path.isdir(path) else os.path.dirname(path))
         for path in paths:
             signature = _signature(path)
             with self._lock:
