@@ -165,7 +165,13 @@ class JournalWriter:
         if self._fd is None:
             raise JournalError("journal is closed")
         line = encode_record(record)
-        _write_whole(self._fd, line)
+        try:
+            _write_whole(self._fd, line)
+        except (OSError, JournalError):
+            # Disk full or an I/O error: cut whatever part of the line landed, so the
+            # terminal record that follows starts on a line of its own.
+            os.ftruncate(self._fd, self.offset)
+            raise
         self.offset += len(line)
         self._unsynced = True
         self._durability.after_append(self, durable)
@@ -192,8 +198,8 @@ class JournalWriter:
 def _write_whole(fd: int, line: bytes) -> None:
     written = os.write(fd, line)
     if written != len(line):
-        # A short write (disk full) leaves a torn tail; readers never see it and
-        # recovery cuts it. The run cannot go on writing after it.
+        # A short write (disk full) leaves a torn tail; readers never see it, and the
+        # writer or recovery cuts it.
         raise JournalError(f"short write: {written} of {len(line)} bytes")
 
 
@@ -231,7 +237,7 @@ def is_line_boundary(fd: int, offset: int) -> bool:
     Because the byte before a valid offset is a newline, such an offset can never lie
     beyond the last complete line, so it is also ``<= committed``.
     """
-    if not isinstance(offset, int) or offset < 0:
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         return False
     if offset == 0:
         return True

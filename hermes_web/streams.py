@@ -14,6 +14,7 @@ from hermes_web.store import NotFound
 
 # How often a tailer of a run written by another process re-checks that the writer lives.
 REMOTE_LIVENESS_SECONDS = 1.0
+WRITER_GONE_RECHECK_SECONDS = 0.05
 
 
 class Streams:
@@ -180,7 +181,9 @@ class _Liveness:
         _, last = journal_state(self._path)
         if last is None or last.get("type") not in TERMINAL_TYPES:
             recover(self._path)  # its writer died: end the run so tailers finish
-        return 0.0  # the writer is gone: what remains to read is already on disk
+        # The writer is gone: what remains to read is already on disk. A short pause, not
+        # zero, so a journal that cannot be finished (recovery failing) is no busy loop.
+        return WRITER_GONE_RECHECK_SECONDS
 
     def close(self) -> None:
         if self._watching:
