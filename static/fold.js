@@ -1,0 +1,298 @@
+// The fold: journal records -> session-view messages. Pure; no DOM, no network.
+//
+// A record-by-record mirror of hermes_web/fold.py, so a run looks the same folded by the
+// server (session view, compaction) and by the browser (live frames). The golden fixture
+// test (tests/browser/test_fold_golden.py) holds the two to identical output.
+
+export const TERMINAL_STATUS = {
+  "run.completed": "completed",
+  "run.failed": "failed",
+  "run.cancelled": "cancelled",
+  "run.interrupted": "interrupted",
+};
+
+export function attachmentUrl(sessionId, attachmentId) {
+  return `/api/sessions/${sessionId}/attachments/${attachmentId}`;
+}
+
+// Legacy `[Attached files: /abs/path, ...]` markers in user text, as
+// hermes_web/attachment_markers.py and hermes_web/sniff.py read them.
+const MARKER_PATTERN = /\[Attached files: ([^\]\n]*)\]/g;
+const MIME_BY_EXTENSION = {
+  ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+  ".webp": "image/webp", ".pdf": "application/pdf", ".zip": "application/zip",
+  ".txt": "text/plain", ".text": "text/plain", ".log": "text/plain",
+  ".md": "text/markdown", ".markdown": "text/markdown", ".json": "application/json", ".csv": "text/csv",
+};
+
+export function attachedFilePaths(text) {
+  if (typeof text !== "string" || !text.includes("[Attached files:")) return [];
+  const paths = [];
+  for (const match of text.matchAll(MARKER_PATTERN)) {
+    for (const raw of match[1].split(",")) {
+      const path = raw.trim();
+      if (path.startsWith("/") && !paths.includes(path)) paths.push(path);
+    }
+  }
+  return paths;
+}
+
+function extension(name) {
+  const lower = name.toLowerCase();
+  const dot = lower.lastIndexOf(".");
+  return dot > 0 && /[^.]/.test(lower.slice(0, dot)) ? lower.slice(dot) : "";
+}
+
+// Python's urllib.parse.quote(safe=""): encodeURIComponent leaves !'()* alone, quote does not.
+const quote = (value) => encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
+export function legacyAttachmentChips(sessionId, text) {
+  return attachedFilePaths(text).map((path) => {
+    const trimmed = path.replace(/\/+$/, "");
+    const name = trimmed.slice(trimmed.lastIndexOf("/") + 1) || path;
+    return {
+      id: null,
+      name,
+      mime: MIME_BY_EXTENSION[extension(name)] || "application/octet-stream",
+      size: null,
+      url: `/api/file/raw?session_id=${quote(sessionId)}&path=${quote(path)}`,
+    };
+  });
+}
+
+const get = (record, key, fallback = null) => (record[key] === undefined ? fallback : record[key]);
+
+/** One run's records folded into its user and assistant turn; incremental like RunFold. */
+export class RunFold {
+  constructor() {
+    this.runId = null;
+    this.sessionId = null;
+    this.started = null;
+    this.user = null; // set instead of `started` when seeded from a session view
+    this.status = null;
+    this.title = null;
+    this.error = null;
+    this.reason = null;
+    this.cancelledBy = null;
+    this.usage = null;
+    this.finishedAt = null;
+    this.text = "";
+    this.reasoning = "";
+    this.toolCalls = new Map(); // call_id -> call, in the order they began
+    this.records = 0;
+    this.offset = 0;
+    this.agent = null;
+    this.createdAt = null;
+  }
+
+  /** A fold that continues a run from the session view's `[user, assistant]` pair. */
+  static fromMessages(user, assistant) {
+    const run = new RunFold();
+    run.runId = assistant.run_id;
+    run.user = structuredClone(user);
+    run.status = assistant.status;
+    run.text = assistant.text || "";
+    run.reasoning = assistant.reasoning || "";
+    for (const call of assistant.tool_calls || []) run.toolCalls.set(call.id, { ...call });
+    run.agent = assistant.agent ?? null;
+    run.error = assistant.error ?? null;
+    run.reason = assistant.reason ?? null;
+    run.usage = assistant.usage ?? null;
+    run.createdAt = assistant.created_at ?? null;
+    run.finishedAt = assistant.finished_at ?? null;
+    run.offset = parseCursor(assistant.cursor)?.offset ?? 0;
+    return run;
+  }
+
+  get finished() {
+    return this.status !== null && this.status !== "running";
+  }
+
+  /** Fold one record that ends at journal byte `endOffset`; unknown types are ignored. */
+  apply(record, endOffset) {
+    this.records += 1;
+    this.offset = endOffset;
+    const kind = record.type;
+    if (kind === "run.started") {
+      this.runId = get(record, "run_id");
+      this.sessionId = get(record, "session_id");
+      this.started = record;
+      this.user = null;
+      this.agent = get(record, "agent");
+      this.createdAt = get(record, "ts");
+      this.status = "running";
+    } else if (kind === "text.delta") {
+      this.text += get(record, "text", "") || "";
+    } else if (kind === "reasoning.delta") {
+      this.reasoning += get(record, "text", "") || "";
+    } else if (kind === "tool.started") {
+      const callId = get(record, "call_id");
+      // Map.set keeps a re-used id in its first position, as a Python dict does.
+      this.toolCalls.set(callId, {
+        id: callId,
+        name: get(record, "name"),
+        args: get(record, "args"),
+        status: "running",
+        result: null,
+        is_error: false,
+        duration_ms: null,
+      });
+    } else if (kind === "tool.output") {
+      const call = this.toolCalls.get(get(record, "call_id"));
+      if (call) call.result = (call.result || "") + get(record, "text", "");
+    } else if (kind === "tool.finished") {
+      const call = this.toolCalls.get(get(record, "call_id"));
+      if (call) {
+        const isError = Boolean(record.is_error);
+        call.status = isError ? "error" : "done";
+        call.result = get(record, "result");
+        call.is_error = isError;
+        call.duration_ms = get(record, "duration_ms");
+      }
+    } else if (kind === "title") {
+      this.title = get(record, "title");
+    } else if (kind === "usage") {
+      this.usage = { input_tokens: get(record, "input_tokens"), output_tokens: get(record, "output_tokens") };
+    } else if (kind in TERMINAL_STATUS) {
+      this.status = TERMINAL_STATUS[kind];
+      this.finishedAt = get(record, "ts");
+      if (kind === "run.failed") this.error = get(record, "error");
+      else if (kind === "run.interrupted") this.reason = get(record, "reason");
+      else if (kind === "run.cancelled") this.cancelledBy = get(record, "by");
+    }
+    if (this.finished) {
+      // A terminal run has no running tool left: the card shows how it ended.
+      for (const call of this.toolCalls.values()) {
+        if (call.status === "running") {
+          call.status = "error";
+          call.is_error = true;
+          if (call.result === null || call.result === undefined) call.result = `not finished: run ${this.status}`;
+        }
+      }
+    }
+  }
+
+  /** The run as `[userMessage, assistantMessage]` (fresh objects). */
+  messages() {
+    if (this.started === null && this.user === null) return [];
+    const runId = this.runId;
+    let user = this.user;
+    if (user === null) {
+      const started = this.started;
+      const turn = started.user || {};
+      user = {
+        id: turn.id || `${runId}-user`,
+        role: "user",
+        run_id: runId,
+        text: turn.text === undefined ? "" : turn.text,
+        attachments: (turn.attachments || [])
+          .filter((item) => item !== null && typeof item === "object" && !Array.isArray(item))
+          .map((item) => ({
+            id: get(item, "id"),
+            name: get(item, "name"),
+            mime: get(item, "mime"),
+            size: get(item, "size"),
+            url: attachmentUrl(this.sessionId, get(item, "id")),
+          }))
+          // Older transcripts name their files only in a marker in the text: show those too.
+          .concat(legacyAttachmentChips(this.sessionId, turn.text)),
+        created_at: get(started, "ts"),
+      };
+    }
+    const assistant = {
+      id: `${runId}-assistant`,
+      role: "assistant",
+      run_id: runId,
+      status: this.status,
+      text: this.text,
+      reasoning: this.reasoning,
+      tool_calls: [...this.toolCalls.values()].map((call) => ({ ...call })),
+      agent: this.agent,
+      error: this.error,
+      reason: this.reason,
+      usage: this.usage,
+      created_at: this.createdAt,
+      finished_at: this.finishedAt,
+      cursor: `${runId}:${this.offset}`,
+    };
+    return [structuredClone(user), assistant];
+  }
+}
+
+/** Fold `[record, endOffset]` pairs of one or more consecutive runs into messages. */
+export function fold(entries) {
+  const messages = [];
+  let run = null;
+  for (const [record, endOffset] of entries) {
+    if (record.type === "run.started") {
+      if (run !== null) messages.push(...run.messages());
+      run = new RunFold();
+    }
+    if (run !== null) run.apply(record, endOffset);
+  }
+  if (run !== null) messages.push(...run.messages());
+  return messages;
+}
+
+/** `"<run_id>:<offset>"` -> `{runId, offset}`, or null when malformed or absent. */
+export function parseCursor(cursor) {
+  if (typeof cursor !== "string") return null;
+  const match = /^([A-Za-z0-9_-]{1,64}):(\d{1,18})$/.exec(cursor);
+  return match ? { runId: match[1], offset: Number(match[2]) } : null;
+}
+
+/** True when cursor `a` lies strictly after `b` (null is before everything). */
+export function isAfter(a, b) {
+  if (b === null) return true;
+  if (a.runId !== b.runId) return a.runId > b.runId;
+  return a.offset > b.offset;
+}
+
+/**
+ * A whole session: the runs of its view, advanced by stream frames.
+ *
+ * `applyFrame` ignores any frame at or before the cursor already applied, so a replayed
+ * frame (a reconnect that overlaps, a second delivery) changes nothing.
+ */
+export class SessionFold {
+  constructor(view) {
+    this.runs = new Map(); // run_id -> RunFold, in start order
+    this.cursor = parseCursor(view.cursor);
+    const pending = new Map();
+    for (const message of view.messages || []) {
+      if (message.role === "user") pending.set(message.run_id, message);
+      else if (message.role === "assistant" && pending.has(message.run_id)) {
+        this.runs.set(message.run_id, RunFold.fromMessages(pending.get(message.run_id), message));
+        pending.delete(message.run_id);
+      }
+    }
+  }
+
+  /** Apply one record frame; returns the run it changed, or null when it was ignored. */
+  applyFrame(id, record) {
+    const cursor = parseCursor(id);
+    if (cursor === null || !isAfter(cursor, this.cursor)) return null;
+    this.cursor = cursor;
+    let run = this.runs.get(cursor.runId);
+    if (record.type === "run.started" && run === undefined) {
+      run = new RunFold();
+      this.runs.set(cursor.runId, run);
+    }
+    if (run === undefined || cursor.offset <= run.offset) return null;
+    run.apply(record, cursor.offset);
+    return run;
+  }
+
+  get activeRun() {
+    for (const run of this.runs.values()) if (run.status === "running") return run;
+    return null;
+  }
+
+  messages() {
+    return [...this.runs.values()].flatMap((run) => run.messages());
+  }
+
+  get cursorText() {
+    return this.cursor ? `${this.cursor.runId}:${this.cursor.offset}` : null;
+  }
+}
