@@ -28,8 +28,12 @@ class Config:
     redact_at_rest: bool = True
     heartbeat_seconds: float = 15.0
     sse_retry_ms: int = 2000
+    # An OpenAI-compatible endpoint (e.g. https://api.openai.com/v1); empty = demo only.
+    openai_base_url: str = ""
+    openai_model: str = "gpt-4o-mini"
+    openai_api_key: str = dataclasses.field(default="", repr=False)
     # Exact secret values the server knows (provider keys, its password): always masked.
-    known_secrets: tuple = ()
+    known_secrets: tuple = dataclasses.field(default=(), repr=False)
 
     def __post_init__(self):
         if self.fsync_policy not in FSYNC_POLICIES:
@@ -55,6 +59,9 @@ class Config:
             "HERMES_WEB_MAX_UPLOAD_MB": ("max_upload_bytes", lambda v: int(float(v) * 1024 * 1024)),
             "HERMES_WEB_REDACT_AT_REST": ("redact_at_rest", _parse_bool),
             "HERMES_WEB_HEARTBEAT_S": ("heartbeat_seconds", float),
+            "HERMES_WEB_OPENAI_BASE_URL": ("openai_base_url", str),
+            "HERMES_WEB_OPENAI_MODEL": ("openai_model", str),
+            "OPENAI_API_KEY": ("openai_api_key", str),
         }
         for name, (field, parse) in readers.items():
             raw = env.get(name)

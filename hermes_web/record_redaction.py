@@ -2,7 +2,10 @@
 
 At rest (the default) every record is redacted on its way into the journal, so the file,
 every stream, view and transcript carry masked text. With ``HERMES_WEB_REDACT_AT_REST=0``
-records are written raw and redacted on their way out instead.
+records are written raw and redacted on their way out instead. A secret split across
+deltas cannot be recognised one raw record at a time, so in that mode each raw delta also
+carries ``text_redacted``: what the streaming redactor released for it, which is what a
+stream sends as its ``text``.
 """
 
 import json
@@ -12,6 +15,7 @@ from hermes_web.journal import encode_record
 STREAMED_TYPES = ("text.delta", "reasoning.delta", "tool.output")
 # Structural fields never carry user or model text; leaving them alone keeps ids intact.
 STRUCTURAL_FIELDS = frozenset({"type", "ts", "run_id", "session_id", "call_id", "duration_ms", "is_error"})
+REDACTED_TEXT_FIELD = "text_redacted"
 
 
 class RecordRedaction:
@@ -21,9 +25,9 @@ class RecordRedaction:
         self.redactor = redactor
         self.at_rest = at_rest
 
-    def for_run(self):
-        """A per-run filter for the writer: redacting when at rest, else passing through."""
-        return RunRedaction(self.redactor) if self.at_rest else _Passthrough()
+    def for_run(self) -> "RunRedaction":
+        """A per-run filter for the writer."""
+        return RunRedaction(self.redactor, keep_raw=not self.at_rest)
 
     @property
     def on_read(self) -> bool:
@@ -36,7 +40,10 @@ class RecordRedaction:
 
     def line(self, line: bytes) -> bytes:
         """A raw journal line (no newline) redacted for a response."""
-        return encode_record(self.record(json.loads(line)))[:-1]
+        record = json.loads(line)
+        if REDACTED_TEXT_FIELD in record:
+            record["text"] = record.pop(REDACTED_TEXT_FIELD)
+        return encode_record(self.record(record))[:-1]
 
     def text(self, text: str) -> str:
         return self.redactor.redact(text)
@@ -60,8 +67,9 @@ class RunRedaction:
     record first releases everything held, so order is never changed.
     """
 
-    def __init__(self, redactor):
+    def __init__(self, redactor, keep_raw: bool = False):
         self._redactor = redactor
+        self._keep_raw = keep_raw
         self._streams = {}  # (type, call_id) -> (StreamRedactor, template record)
 
     def process(self, record: dict) -> list:
@@ -74,10 +82,12 @@ class RunRedaction:
                 entry = (self._redactor.stream(), record)
                 self._streams[key] = entry
             text = entry[0].feed(record.get("text") or "")
-            if text:
+            if self._keep_raw:
+                released.append(dict(record, **{REDACTED_TEXT_FIELD: text}))
+            elif text:
                 released.append(dict(record, text=text))
             return released
-        return self._release() + [redact_record(self._redactor, record)]
+        return self._release() + [record if self._keep_raw else redact_record(self._redactor, record)]
 
     def finish(self) -> list:
         """Release whatever is still held back (before the terminal record)."""
@@ -88,14 +98,8 @@ class RunRedaction:
         for key in [key for key in self._streams if key != keep]:
             stream, template = self._streams.pop(key)
             text = stream.flush()
-            if text:
+            if text and self._keep_raw:
+                released.append(dict(template, text="", **{REDACTED_TEXT_FIELD: text}))
+            elif text:
                 released.append(dict(template, text=text))
         return released
-
-
-class _Passthrough:
-    def process(self, record: dict) -> list:
-        return [record]
-
-    def finish(self) -> list:
-        return []

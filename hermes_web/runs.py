@@ -35,7 +35,7 @@ class RunNotOwned(Exception):
 
 
 class _Run:
-    __slots__ = ("run_id", "session_id", "writer", "cancel", "cancelled_by", "done", "thread")
+    __slots__ = ("run_id", "session_id", "writer", "cancel", "cancelled_by", "finishing", "done", "thread")
 
     def __init__(self, run_id, session_id, writer):
         self.run_id = run_id
@@ -43,6 +43,7 @@ class _Run:
         self.writer = writer
         self.cancel = threading.Event()
         self.cancelled_by = None
+        self.finishing = False
         self.done = threading.Event()
         self.thread = None
 
@@ -97,6 +98,11 @@ class RunManager:
         agent = self.agents.get(agent_name)
         if agent is None:
             raise UnknownAgent(agent_name)
+        previous = self._runs.get(self._by_session.get(session_id))
+        if previous is not None and previous.finishing:
+            # Its terminal record is being written: a client that saw it may already send
+            # the next message, which must not be refused as a conflict.
+            previous.done.wait(CANCEL_WAIT_SECONDS)
         with self._lock:
             if self._shutting_down:
                 raise RuntimeError("server is shutting down")
@@ -208,6 +214,9 @@ class RunManager:
                 else:
                     terminal = {"type": "run.completed"}
             terminal["ts"] = time.time()
+            # Metadata first: whoever sees the terminal record sees the final activity time.
+            self._touch_session(run.session_id)
+            run.finishing = True
             for record in filters.process(terminal):
                 self._write(run, record, durable=True)
         except Exception:
@@ -220,10 +229,12 @@ class RunManager:
                     del self._by_session[run.session_id]
             run.done.set()
             self._fire(run)
-            try:
-                self.sessions.update(run.session_id)
-            except Exception:  # deleted meanwhile
-                pass
+
+    def _touch_session(self, session_id: str) -> None:
+        try:
+            self.sessions.update(session_id)
+        except Exception:  # deleted meanwhile
+            pass
 
     def _append(self, run: _Run, filters, event: dict) -> None:
         record = {"type": event["type"], "ts": time.time()}

@@ -6,13 +6,18 @@ writes what it yields, so adding a provider touches neither the run nor the jour
 
 from hermes_web.agents.base import Agent, AgentRequest, UnknownAgent
 from hermes_web.agents.demo import DemoAgent
+from hermes_web.agents.openai_compat import OpenAICompatibleAgent
 
 
 def build_agents(config) -> dict:
-    """The agents this server offers, by name. ``demo`` is always there and the default."""
-    return {"demo": DemoAgent(delay_seconds=config.demo_delay_ms / 1000)}
+    """The agents this server offers, by name. ``demo`` is always there and the default;
+    ``openai`` when an OpenAI-compatible endpoint is configured."""
+    agents = {"demo": DemoAgent(delay_seconds=config.demo_delay_ms / 1000)}
+    if config.openai_base_url:
+        agents["openai"] = OpenAICompatibleAgent(config.openai_base_url, config.openai_model, config.openai_api_key)
+    return agents
 
 
 DEFAULT_AGENT = "demo"
 
-__all__ = ["Agent", "AgentRequest", "UnknownAgent", "DemoAgent", "build_agents", "DEFAULT_AGENT"]
+__all__ = ["Agent", "AgentRequest", "UnknownAgent", "DemoAgent", "OpenAICompatibleAgent", "build_agents", "DEFAULT_AGENT"]

@@ -31,3 +31,12 @@ class Agent(Protocol):
 
     def stream(self, request: AgentRequest, cancel: threading.Event) -> Iterator[dict]:
         ...
+
+
+def title_for(text: str) -> str:
+    """A session title from the first message: its first six words."""
+    words = text.split()
+    title = " ".join(words[:6])
+    if len(words) > 6:
+        title += "…"
+    return title[:80] or "Untitled"

@@ -10,7 +10,7 @@ import re
 import threading
 import time
 
-from hermes_web.agents.base import AgentRequest
+from hermes_web.agents.base import AgentRequest, title_for
 from hermes_web.ids import new_call_id
 
 _TOKEN = re.compile(r"\S+\s*|\s+")
@@ -29,7 +29,7 @@ class DemoAgent:
 
     def stream(self, request: AgentRequest, cancel: threading.Event):
         if not request.history:
-            yield {"type": "title", "title": _title_for(request.text)}
+            yield {"type": "title", "title": title_for(request.text)}
         words = request.text.split()
         reasoning = (
             f"The user sent a message of {len(words)} words"
@@ -82,14 +82,6 @@ class DemoAgent:
     def _pause(self, cancel: threading.Event) -> bool:
         """Sleep one delta's delay; True when the run was cancelled meanwhile."""
         return cancel.wait(self.delay_seconds) if self.delay_seconds > 0 else cancel.is_set()
-
-
-def _title_for(text: str) -> str:
-    words = text.split()
-    title = " ".join(words[:6])
-    if len(words) > 6:
-        title += "…"
-    return title[:80] or "Untitled"
 
 
 def _pieces(text: str) -> list:
