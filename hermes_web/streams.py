@@ -49,19 +49,11 @@ class Streams:
             last_sent = time.monotonic()
             while True:
                 generation = beacon.generation
-                lines = read_lines(fd, offset)
-                if lines:
-                    # One write for all the records read: a viewer that fell behind
-                    # catches up with one send, not one per record.
-                    frames = []
-                    for line, end_offset in lines:
-                        kind = sse.record_type_of(line)
-                        frames.append(self._frame(run_id, end_offset, line, kind))
-                        offset = end_offset
-                        if kind in TERMINAL_TYPES:
-                            yield b"".join(frames)
-                            return
-                    yield b"".join(frames)
+                frames, offset, finished = self._read_frames(fd, run_id, offset)
+                if frames:
+                    yield frames
+                    if finished:
+                        return
                     last_sent = time.monotonic()
                     continue
                 wait = liveness.check()
@@ -110,17 +102,9 @@ class Streams:
                     except FileNotFoundError:
                         finished = True  # compacted or deleted meanwhile: go on after it
                 if fd is not None:
-                    lines = read_lines(fd, offset)
-                    frames = []
-                    for line, end_offset in lines:
-                        kind = sse.record_type_of(line)
-                        frames.append(self._frame(run_id, end_offset, line, kind))
-                        offset = end_offset
-                        if kind in TERMINAL_TYPES:
-                            finished = True
-                            break  # nothing follows a terminal record
+                    frames, offset, finished = self._read_frames(fd, run_id, offset)
                     if frames:
-                        yield b"".join(frames)
+                        yield frames
                         progressed = True
                     if finished:
                         liveness.close()
@@ -150,6 +134,21 @@ class Streams:
             if run_id is None or candidate > run_id:
                 return candidate
         return None
+
+    def _read_frames(self, fd: int, run_id: str, offset: int):
+        """``(frames, offset, finished)`` for the complete records after ``offset``.
+
+        All the records read go out in one write: a viewer that fell behind catches up
+        with one send, not one per record. Nothing after a terminal record is read.
+        """
+        frames = []
+        for line, end_offset in read_lines(fd, offset):
+            kind = sse.record_type_of(line)
+            frames.append(self._frame(run_id, end_offset, line, kind))
+            offset = end_offset
+            if kind in TERMINAL_TYPES:
+                return b"".join(frames), offset, True
+        return b"".join(frames), offset, False
 
     def _frame(self, run_id: str, end_offset: int, line: bytes, kind: str) -> bytes:
         if self.redaction.on_read:
