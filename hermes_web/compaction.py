@@ -15,7 +15,6 @@ finishes the job: nothing lost, nothing duplicated. Stray temp files are removed
 """
 
 import dataclasses
-import errno
 import fcntl
 import json
 import os
@@ -35,18 +34,16 @@ from hermes_web.compaction_plan import (
     format_bytes,
     format_duration,
     parse_duration,
-    plan_pruning,
     plan_session,
 )
 from hermes_web.fold import RunFold
-from hermes_web.fsutil import FILE_MODE, atomic_write, ensure_dir, fsync_dir
+from hermes_web.fsutil import FILE_MODE, atomic_write, ensure_dir, fsync_dir, remove_if_empty, unlink_quietly, write_all
+from hermes_web.retention import ARCHIVE_SUFFIX, TEMP_PREFIX, prune_archives
 from hermes_web.ids import is_valid_id
-from hermes_web.journal import TERMINAL_TYPES, TORN_SUFFIX, journal_state, read_entries, recover
+from hermes_web.journal import TERMINAL_TYPES, TORN_SUFFIX, encode_line, journal_state, read_entries, recover, writer_alive
 from hermes_web.store import JOURNAL_SUFFIX, DataDir
 
 LOCK_NAME = "compaction.lock"
-ARCHIVE_SUFFIX = ".gz"
-TEMP_PREFIX = ".tmp-"
 COPY_CHUNK_BYTES = 1024 * 1024
 GZIP_LEVEL = 6
 
@@ -233,7 +230,7 @@ def compact_session(data_dir: DataDir, session_id: str, options: Options, report
     orphans = _orphan_torn_run_ids(journals_dir, compacted | set(plan.retire))
     if not (plan.fold or plan.finish or plan.skipped or orphans):
         if not options.dry_run:
-            _remove_if_empty(journals_dir)  # a pass that died just before removing it
+            remove_if_empty(journals_dir)  # a pass that died just before removing it
         return
     report.sessions += 1
     say(f"session {session_id}:")
@@ -270,7 +267,7 @@ def compact_session(data_dir: DataDir, session_id: str, options: Options, report
     if retire:
         say(f"  {'archived' if options.mode == 'archive' else 'deleted'} {len(retire)} journal(s), "
             f"{format_bytes(removed)}")
-    _remove_if_empty(journals_dir)
+    remove_if_empty(journals_dir)
 
 
 def _observe(data_dir: DataDir, session_id: str, run_id: str, compacted: set) -> RunObservation:
@@ -280,25 +277,13 @@ def _observe(data_dir: DataDir, session_id: str, run_id: str, compacted: set) ->
     try:
         _, last = journal_state(path)
         terminal = last is not None and last.get("type") in TERMINAL_TYPES
-        locked = _lock_is_held(path)
+        locked = _writer_alive(path)
     except OSError as error:
         return RunObservation(run_id, UNREADABLE, detail=error.strerror or str(error))
     if terminal:
         ended_at = last.get("ts") if isinstance(last.get("ts"), (int, float)) else 0.0
         return RunObservation(run_id, CLOSING if locked else TERMINAL, ended_at=ended_at)
     return RunObservation(run_id, LIVE if locked else DEAD)
-
-
-def _lock_is_held(path) -> bool:
-    """True while a writer holds the journal's exclusive lock (PROTOCOL 1.3)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also drops the shared lock
-    return False
 
 
 def _fold_runs(data_dir: DataDir, session_id: str, plan, report: Report, say):
@@ -333,7 +318,15 @@ def _fold_runs(data_dir: DataDir, session_id: str, plan, report: Report, say):
 
 def encode_message(message: dict) -> bytes:
     """One transcript line: the journal's JSON encoding (compact, UTF-8), no size cap."""
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace") + b"\n"
+    return encode_line(message)
+
+
+def _writer_alive(path) -> bool:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return writer_alive(fd)
+    finally:
+        os.close(fd)
 
 
 def _transcript_run_ids(data: bytes) -> set:
@@ -406,58 +399,19 @@ def _gzip_into(source_path, archive_path) -> int:
             while True:
                 chunk = os.read(source, COPY_CHUNK_BYTES)
                 data = compressor.compress(chunk) if chunk else compressor.flush()
-                size += _write_all(target, data)
+                size += write_all(target, data)
                 if not chunk:
                     break
             os.fsync(target)
         finally:
             os.close(target)
     except BaseException:
-        _unlink_quietly(temp_path)
+        unlink_quietly(temp_path)
         raise
     finally:
         os.close(source)
     os.rename(temp_path, archive_path)
     return size
-
-
-def _write_all(fd: int, data: bytes) -> int:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    return len(data)
-
-
-# ---------------------------------------------------------------- retention
-
-
-def prune_archives(data_dir: DataDir, options: Options, report: Report, say, now: float) -> None:
-    """Delete archive files older than ``options.keep_archives`` (by mtime)."""
-    root = data_dir.archive_root
-    try:
-        session_ids = sorted(name for name in os.listdir(root) if is_valid_id(name))
-    except FileNotFoundError:
-        return
-    if options.session_id is not None:
-        session_ids = [session_id for session_id in session_ids if session_id == options.session_id]
-    for session_id in session_ids:
-        archive_dir = root / session_id
-        archives = []
-        with os.scandir(archive_dir) as entries:
-            for entry in entries:
-                if entry.name.endswith(ARCHIVE_SUFFIX) and not entry.name.startswith(TEMP_PREFIX):
-                    stat = entry.stat()
-                    archives.append(((archive_dir / entry.name, stat.st_size), stat.st_mtime))
-        doomed = plan_pruning(archives, now, options.keep_archives)
-        for path, size in sorted(doomed):
-            report.archives_pruned += 1
-            report.bytes_pruned += size
-            say(f"  {'would prune' if options.dry_run else 'pruned'} archive {path.relative_to(data_dir.root)}")
-            if not options.dry_run:
-                _unlink_quietly(path)
-        if doomed and not options.dry_run:
-            fsync_dir(archive_dir)
-            _remove_if_empty(archive_dir)
 
 
 # ---------------------------------------------------------------- small file helpers
@@ -477,25 +431,5 @@ def _remove_temp_files(directory, prefix: str) -> int:
     except FileNotFoundError:
         return 0
     for name in names:
-        _unlink_quietly(directory / name)
+        unlink_quietly(directory / name)
     return len(names)
-
-
-def _remove_if_empty(directory) -> None:
-    """Remove an emptied directory; a file created meanwhile keeps it."""
-    try:
-        os.rmdir(directory)
-    except FileNotFoundError:
-        return
-    except OSError as error:
-        if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            return
-        raise
-    fsync_dir(directory.parent)
-
-
-def _unlink_quietly(path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

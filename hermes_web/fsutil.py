@@ -1,5 +1,6 @@
 """Small durable file-system helpers: private modes, atomic replace, directory fsync."""
 
+import errno
 import os
 import secrets
 from pathlib import Path
@@ -38,26 +39,45 @@ def atomic_write(path: Path, data: bytes) -> None:
     temp_path = path.with_name(f".tmp-{path.name}-{secrets.token_hex(4)}")
     fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        write_all(fd, data)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
-        _unlink_quietly(temp_path)
+        unlink_quietly(temp_path)
         raise
     os.close(fd)
     try:
         os.replace(temp_path, path)
     except BaseException:
-        _unlink_quietly(temp_path)
+        unlink_quietly(temp_path)
         raise
     fsync_dir(path.parent)
 
 
-def _unlink_quietly(path: Path) -> None:
+def write_all(fd: int, data: bytes) -> int:
+    """Write all of ``data`` (looping over short writes); return its length."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return len(data)
+
+
+def unlink_quietly(path: Path) -> None:
+    """Unlink ``path``; a file that is already gone is fine."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def remove_if_empty(directory: Path) -> None:
+    """Remove an emptied directory; a file created meanwhile keeps it."""
+    try:
+        os.rmdir(directory)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return
+        raise
+    fsync_dir(directory.parent)

@@ -51,9 +51,14 @@ def _record_encoder():
 _encode_json = _record_encoder()
 
 
-def encode_record(record: dict) -> bytes:
+def encode_line(value) -> bytes:
     """One compact UTF-8 JSON line ending in ``\\n`` (JSON escapes every newline inside)."""
-    line = _encode_json(record).encode("utf-8", "replace") + b"\n"
+    return _encode_json(value).encode("utf-8", "replace") + b"\n"
+
+
+def encode_record(record: dict) -> bytes:
+    """A journal record as one line, at most MAX_RECORD_BYTES long."""
+    line = encode_line(record)
     if len(line) > MAX_RECORD_BYTES:
         raise RecordTooLarge(f"record of {len(line)} bytes exceeds {MAX_RECORD_BYTES}")
     return line

@@ -4,7 +4,6 @@ page or a traceback; and session CRUD (PROTOCOL 2)."""
 import json
 import re
 import socket
-import urllib.parse
 
 import pytest
 

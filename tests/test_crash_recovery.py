@@ -6,7 +6,7 @@ import time
 
 from hermes_web.ids import new_run_id
 from hermes_web.journal import TERMINAL_TYPES, encode_record, read_entries
-from tests.support import ServerProcess, SseClient, journal_lines
+from tests.support import SseClient, journal_lines
 
 STREAM_TIMEOUT = 30.0
 

@@ -5,7 +5,6 @@ import json
 import time
 import urllib.parse
 
-import pytest
 
 from tests.support import SseClient, journal_lines, request
 

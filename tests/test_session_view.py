@@ -19,7 +19,6 @@ def test_view_then_tail_from_its_cursor_reproduces_the_final_message_at_any_mome
     samples = []
     for run_number in range(2):
         run_id = server.start_run(session_id, f"sample me while I run {run_number}")["run_id"]
-        path = server.journal_path(session_id, run_id)
         while True:
             status, view, _ = server.api("GET", f"/api/sessions/{session_id}")
             assert status == 200

@@ -1,6 +1,5 @@
 """An uploaded screenshot shows as a chip with a preview, at once and after reloads."""
 
-import base64
 import struct
 import zlib
 
