@@ -17,7 +17,7 @@ const ui = {
   transcript: $("transcript"), messages: $("messages"), welcome: $("welcome"), notice: $("notice"),
   composer: $("composer"), input: $("composer-input"), send: $("send-button"), stop: $("stop-button"),
   attach: $("attach-button"), fileInput: $("file-input"), composerAttachments: $("composer-attachments"),
-  dropHint: $("drop-hint"), liveStatus: $("live-status"),
+  dropHint: $("drop-hint"), liveStatus: $("live-status"), agent: $("agent-select"),
 };
 
 const SESSION_LIST_REFRESH_MS = 5000;
@@ -407,7 +407,9 @@ async function send() {
   renderAll();
   scrollToBottom(true);
   try {
-    const started = await api("POST", `/api/sessions/${sessionId}/runs`, { text, attachments: ready.map((upload) => upload.id) });
+    const body = { text, attachments: ready.map((upload) => upload.id) };
+    if (!ui.agent.hidden && ui.agent.value) body.agent = ui.agent.value;
+    const started = await api("POST", `/api/sessions/${sessionId}/runs`, body);
     if (sessionId !== state.sessionId || !state.pending) return;
     state.pending.runId = started.run_id;
     if (state.fold && state.fold.runs.has(started.run_id)) confirmPending(started.run_id);
@@ -648,7 +650,25 @@ function wire() {
   setInterval(() => document.visibilityState === "visible" && refreshSessions(), SESSION_LIST_REFRESH_MS);
 }
 
+// The agent picker appears only when the server offers more than the default agent.
+async function loadAgents() {
+  try {
+    const agents = await api("GET", "/api/agents");
+    ui.agent.replaceChildren(...agents.map((agent) => {
+      const option = document.createElement("option");
+      option.value = agent.name;
+      option.textContent = agent.model && agent.model !== agent.name ? `${agent.name} · ${agent.model}` : agent.name;
+      option.selected = agent.default;
+      return option;
+    }));
+    ui.agent.hidden = agents.length < 2;
+  } catch {
+    ui.agent.hidden = true; // the default agent answers
+  }
+}
+
 wire();
+loadAgents();
 refreshSessions();
 openSession(sessionIdFromPath());
 ui.input.focus();

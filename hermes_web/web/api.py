@@ -144,6 +144,16 @@ def locate_run(run_id: str):
         raise ApiError(404, "run_not_found", f"no run {run_id}") from None
 
 
+@blueprint.get("/agents")
+def list_agents():
+    """The agents a run can name, the default first."""
+    agents = hermes().runs.agents
+    names = sorted(agents, key=lambda name: (name != DEFAULT_AGENT, name))
+    return jsonify([
+        {"name": name, "model": agents[name].model, "default": name == DEFAULT_AGENT} for name in names
+    ])
+
+
 @blueprint.get("/runs/<run_id>")
 def get_run(run_id):
     location = locate_run(run_id)
