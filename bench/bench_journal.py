@@ -1,0 +1,159 @@
+"""Journal append throughput under each fsync policy, against raw ``os.write``.
+
+The baseline writes the very same encoded lines with one ``os.write`` each to an
+``O_APPEND`` file; ``JournalWriter.append`` additionally encodes the record and tells the
+durability policy. Trials of the two alternate so machine noise hits both alike; the
+ratio of medians is what the goal is about.
+"""
+
+import json
+import os
+import statistics
+import time
+
+from common import ROOT, print_table, temp_dir, verdict
+
+from hermes_web.journal import Durability, JournalWriter, encode_record
+
+RECORDS_PER_TRIAL = 20_000
+TRIALS = 5
+# Fsync per record costs a disk flush each: measured over a bounded number of records.
+FSYNC_RECORDS = 1_000
+GOAL_RATIO = 0.5
+SENTENCE = (
+    "Sure! Here is a short summary of the document you attached, followed by the three "
+    "action items it mentions and a table of the figures in its appendix. "
+)
+
+
+def delta_records(count: int) -> list:
+    """Realistic ``text.delta`` records: one model token (a word and its space) each."""
+    tokens = SENTENCE.split(" ")
+    now = time.time()
+    return [
+        {"type": "text.delta", "ts": now + index * 0.02, "text": tokens[index % len(tokens)] + " "}
+        for index in range(count)
+    ]
+
+
+def started_record() -> dict:
+    return {
+        "type": "run.started", "ts": time.time(), "run_id": "bench-run", "session_id": "bench-session",
+        "user": {"id": "bench-run-user", "text": "summarise the attachment", "attachments": []},
+        "agent": {"name": "demo", "model": "demo"},
+    }
+
+
+def time_raw(path, lines: list) -> float:
+    """Records per second writing pre-encoded lines with one os.write each."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        started = time.perf_counter()
+        for line in lines:
+            os.write(fd, line)
+        elapsed = time.perf_counter() - started
+    finally:
+        os.close(fd)
+    return len(lines) / elapsed
+
+
+def time_encode_and_write(path, records: list) -> float:
+    """Records per second for the least any JSONL writer does: ``json.dumps`` + ``os.write``."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        started = time.perf_counter()
+        for record in records:
+            os.write(fd, json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+        elapsed = time.perf_counter() - started
+    finally:
+        os.close(fd)
+    return len(records) / elapsed
+
+
+def time_journal(path, records: list, durability: Durability, redaction=None) -> float:
+    """Records per second through ``JournalWriter.append`` (and the redaction filter)."""
+    writer = JournalWriter.create(path, started_record(), durability)
+    try:
+        started = time.perf_counter()
+        if redaction is None:
+            for record in records:
+                writer.append(record)
+        else:
+            filters = redaction.for_run()
+            for record in records:
+                for ready in filters.process(record):
+                    writer.append(ready)
+            for ready in filters.finish():
+                writer.append(ready)
+        elapsed = time.perf_counter() - started
+    finally:
+        writer.close()
+    return len(records) / elapsed
+
+
+def load_redaction():
+    """The real redaction filter, or None while ``hermes_web/redact.py`` does not exist."""
+    if not (ROOT / "hermes_web" / "redact.py").exists():
+        return None
+    from hermes_web.record_redaction import RecordRedaction
+    from hermes_web.redact import Redactor
+
+    return RecordRedaction(Redactor())
+
+
+def main() -> int:
+    records = delta_records(RECORDS_PER_TRIAL)
+    lines = [encode_record(record) for record in records]
+    redaction = load_redaction()
+    results = {"raw os.write": [], "json.dumps + os.write": [], "interval 0.2 s (default)": [], "terminal": []}
+    if redaction is not None:
+        results["interval 0.2 s + redaction"] = []
+    with temp_dir("journal") as directory:
+        counter = 0
+
+        def fresh_path():
+            nonlocal counter
+            counter += 1
+            return directory / f"run-{counter}.jsonl"
+
+        for _ in range(TRIALS):
+            results["raw os.write"].append(time_raw(fresh_path(), lines))
+            results["json.dumps + os.write"].append(time_encode_and_write(fresh_path(), records))
+            durability = Durability("interval", 0.2)
+            results["interval 0.2 s (default)"].append(time_journal(fresh_path(), records, durability))
+            durability.stop()
+            results["terminal"].append(time_journal(fresh_path(), records, Durability("terminal")))
+            if redaction is not None:
+                durability = Durability("interval", 0.2)
+                results["interval 0.2 s + redaction"].append(
+                    time_journal(fresh_path(), records, durability, redaction))
+                durability.stop()
+        fsync_records = records[:FSYNC_RECORDS]
+        results["record (fsync each)"] = [time_journal(fresh_path(), fsync_records, Durability("record"))]
+
+    raw = statistics.median(results["raw os.write"])
+    rows = []
+    for name, rates in results.items():
+        rate = statistics.median(rates)
+        rows.append([name, f"{rate:,.0f}", f"{1e6 / rate:.2f}", f"{rate / raw:.2f}"])
+    print_table(
+        f"journal append, {RECORDS_PER_TRIAL:,} text.delta records x {TRIALS} trials "
+        f"(record policy: {FSYNC_RECORDS:,} records), median",
+        ["writer", "records/s", "us/record", "x raw"], rows,
+    )
+    if redaction is None:
+        print("redaction: hermes_web/redact.py not present, not measured")
+    passed = verdict(
+        f"default policy >= {GOAL_RATIO}x raw os.write",
+        statistics.median(results["interval 0.2 s (default)"]) / raw >= GOAL_RATIO,
+    )
+    if redaction is not None:
+        passed &= verdict(
+            f"default policy with redaction >= {GOAL_RATIO}x raw os.write",
+            statistics.median(results["interval 0.2 s + redaction"]) / raw >= GOAL_RATIO,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
