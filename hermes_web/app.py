@@ -17,6 +17,7 @@ from hermes_web.store import DataDir, NotFound, SessionStore
 from hermes_web.streams import Streams
 from hermes_web.uploads import UploadStore
 from hermes_web.views import SessionViews
+from hermes_web.web.json_provider import JournalJSONProvider
 from hermes_web.wakeup import Beacons, Watcher
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,7 @@ def create_app(config: Config = None, offload=None) -> Flask:
     """Build the Flask app. ``offload`` runs blocking fsyncs (the server passes a thread pool)."""
     config = config or Config.from_env()
     app = Flask(__name__, static_folder=None)
-    app.json.sort_keys = False
-    app.json.compact = True
+    app.json = JournalJSONProvider(app)
     hermes = Hermes(config, offload)
     app.extensions["hermes"] = hermes
     recovered = hermes.recover_all()

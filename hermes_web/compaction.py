@@ -16,7 +16,6 @@ finishes the job: nothing lost, nothing duplicated. Stray temp files are removed
 
 import dataclasses
 import fcntl
-import json
 import os
 import secrets
 import sys
@@ -40,7 +39,7 @@ from hermes_web.fold import RunFold
 from hermes_web.fsutil import FILE_MODE, atomic_write, ensure_dir, fsync_dir, remove_if_empty, unlink_quietly, write_all
 from hermes_web.retention import ARCHIVE_SUFFIX, TEMP_PREFIX, prune_archives
 from hermes_web.ids import is_valid_id
-from hermes_web.journal import TERMINAL_TYPES, TORN_SUFFIX, encode_line, journal_state, read_entries, recover, writer_alive
+from hermes_web.journal import TERMINAL_TYPES, TORN_SUFFIX, decode_line, encode_line, journal_state, read_entries, recover, writer_alive
 from hermes_web.store import JOURNAL_SUFFIX, DataDir
 
 LOCK_NAME = "compaction.lock"
@@ -335,7 +334,7 @@ def _transcript_run_ids(data: bytes) -> set:
     run_ids = set()
     for line in data.splitlines():
         if line.strip():
-            run_ids.add(json.loads(line).get("run_id"))
+            run_ids.add(decode_line(line).get("run_id"))
     return run_ids
 
 

@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
+
 from hermes_web.fsutil import FILE_MODE, fsync_dir
 
 TERMINAL_TYPES = frozenset({"run.completed", "run.failed", "run.cancelled", "run.interrupted"})
@@ -33,27 +35,19 @@ class RecordTooLarge(JournalError):
     """An encoded record exceeds MAX_RECORD_BYTES."""
 
 
-def _record_encoder():
-    """``record -> compact JSON str``, built once.
-
-    ``json.dumps(record, **options)`` builds a new C encoder on every call, which costs as
-    much as the encoding itself; records are encoded on every append.
-    """
-    options = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-    if json.encoder.c_make_encoder is None:  # pragma: no cover - CPython always has it
-        return options.encode
-    c_encoder = json.encoder.c_make_encoder(
-        None, options.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
-    )
-    return lambda record: "".join(c_encoder(record, 0))
-
-
-_encode_json = _record_encoder()
+# Encoding on every append and decoding on every fold are the journal's hot paths; orjson
+# does each several times faster than the standard library, with the same compact output.
+# The standard encoder takes what orjson refuses (lone surrogates, integers past 64 bits).
+_FALLBACK_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+decode_line = orjson.loads
 
 
 def encode_line(value) -> bytes:
     """One compact UTF-8 JSON line ending in ``\\n`` (JSON escapes every newline inside)."""
-    return _encode_json(value).encode("utf-8", "replace") + b"\n"
+    try:
+        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return _FALLBACK_ENCODER.encode(value).encode("utf-8", "replace") + b"\n"
 
 
 def encode_record(record: dict) -> bytes:
@@ -178,8 +172,12 @@ class JournalWriter:
             os.ftruncate(self._fd, self.offset)
             raise
         self.offset += len(line)
+        pending = self._unsynced
         self._unsynced = True
-        self._durability.after_append(self, durable)
+        # A journal with an fsync already pending is already queued for the flusher (which
+        # clears the flag before it syncs): only the first append after a sync enqueues it.
+        if durable or not pending:
+            self._durability.after_append(self, durable)
         return self.offset
 
     def sync(self) -> None:
@@ -269,7 +267,7 @@ def read_tail(fd: int):
             continue
         line = data[previous + 1:last_newline]
         try:
-            return committed, json.loads(line)
+            return committed, decode_line(line)
         except ValueError:
             return committed, None
 
@@ -284,7 +282,7 @@ def read_entries(path: Path, offset: int = 0) -> list:
             if not lines:
                 return entries
             for line, end_offset in lines:
-                entries.append((json.loads(line), end_offset))
+                entries.append((decode_line(line), end_offset))
                 offset = end_offset
     finally:
         os.close(fd)

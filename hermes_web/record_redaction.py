@@ -8,9 +8,8 @@ carries ``text_redacted``: what the streaming redactor released for it, which is
 stream sends as its ``text``.
 """
 
-import json
 
-from hermes_web.journal import encode_record
+from hermes_web.journal import decode_line, encode_record
 
 STREAMED_TYPES = ("text.delta", "reasoning.delta", "tool.output")
 # Structural fields never carry user or model text; leaving them alone keeps ids intact.
@@ -40,7 +39,7 @@ class RecordRedaction:
 
     def line(self, line: bytes) -> bytes:
         """A raw journal line (no newline) redacted for a response."""
-        record = json.loads(line)
+        record = decode_line(line)
         if REDACTED_TEXT_FIELD in record:
             record["text"] = record.pop(REDACTED_TEXT_FIELD)
         return encode_record(self.record(record))[:-1]

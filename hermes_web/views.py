@@ -5,12 +5,11 @@ active run costs the records appended since the last view, not the whole journal
 """
 
 import collections
-import json
 import os
 import threading
 
 from hermes_web.fold import RunFold
-from hermes_web.journal import read_lines, recover
+from hermes_web.journal import decode_line, read_lines, recover
 
 MAX_CACHED_RUNS = 512
 # A view is rebuilt when compaction moves a run out of its journal mid-build; compactions
@@ -94,7 +93,7 @@ class SessionViews:
         if cached is not None and cached[0] == signature:
             return cached[1]
         with open(path, "rb") as handle:
-            messages = [json.loads(line) for line in handle if line.strip()]
+            messages = [decode_line(line) for line in handle if line.strip()]
         self._transcripts[session_id] = (signature, messages)
         return messages
 
@@ -136,7 +135,7 @@ class SessionViews:
             if not lines:
                 return
             for line, end_offset in lines:
-                fold.apply(json.loads(line), end_offset)
+                fold.apply(decode_line(line), end_offset)
 
     def _cached(self, run_id: str, inode: int) -> _CachedFold:
         with self._lock:

@@ -1,11 +1,12 @@
 """One error format for every response: ``{"error": {"code", "message"}}`` (PROTOCOL 2)."""
 
-import json
 import logging
 import re
 
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
+
+from hermes_web.journal import encode_line
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def error_response(status: int, code: str, message: str, **extra):
         message = hermes.redaction.text(message)  # error text can quote user input
     body = {"error": {"code": code, "message": message, **extra}}
     response = current_app.response_class(
-        json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
+        encode_line(body)[:-1], status=status, mimetype="application/json"
     )
     response.headers["Cache-Control"] = "no-store"
     return response
