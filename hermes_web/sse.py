@@ -3,7 +3,8 @@
 import json
 
 HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
+    # Exactly the media type PROTOCOL 2.2 names; SSE is UTF-8 by definition.
+    "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }

@@ -40,7 +40,7 @@ def test_record_type_of(line, expected):
 
 def test_headers_forbid_caching_and_proxy_buffering():
     assert sse.HEADERS == {
-        "Content-Type": "text/event-stream; charset=utf-8",
+        "Content-Type": "text/event-stream",
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
     }

@@ -26,7 +26,9 @@ def error_response(status: int, code: str, message: str, **extra):
     hermes = current_app.extensions.get("hermes")
     if hermes is not None:
         message = hermes.redaction.text(message)  # error text can quote user input
-    body = {"error": {"code": code, "message": message, **extra}}
+    # Extra fields (the active run_id of a 409, the session_id of a 410) also stand at the
+    # top level, where a client checking a conflict looks first.
+    body = {"error": {"code": code, "message": message, **extra}, **extra}
     response = current_app.response_class(
         encode_line(body)[:-1], status=status, mimetype="application/json"
     )
