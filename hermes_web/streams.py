@@ -30,11 +30,18 @@ class Streams:
         self.heartbeat = config.heartbeat_seconds
         self.retry_ms = config.sse_retry_ms
         self._meta_versions = {}
+        self._metadata_watches = {}  # session_id -> _MetadataWatch
 
     def note_session_changed(self, session_id: str) -> None:
         """Session metadata changed (rename, title, delete): session streams send a frame."""
         self._meta_versions[session_id] = self._meta_versions.get(session_id, 0) + 1
         self.beacons.fire(("session", session_id))
+
+    def _metadata_watch(self, session_id: str) -> "_MetadataWatch":
+        watch = self._metadata_watches.get(session_id)
+        if watch is None:
+            watch = self._metadata_watches[session_id] = _MetadataWatch(self, session_id)
+        return watch
 
     # ------------------------------------------------------------ run stream
 
@@ -74,7 +81,12 @@ class Streams:
         beacon = self.beacons.get(("session", session_id))
         journals_dir = self.data_dir.journals_dir(session_id)
         self.watcher.watch(journals_dir, beacon)  # runs started by another process
+        # Renames and deletions made through another process on the same data dir.
+        metadata_path = self.data_dir.session_path(session_id)
+        metadata_watch = self._metadata_watch(session_id)
+        self.watcher.watch(metadata_path, metadata_watch)
         meta_version = self._meta_versions.get(session_id, 0)
+        sent_meta = None
         fd = None
         liveness = None
         finished = run_finished or run_id is None
@@ -92,8 +104,10 @@ class Streams:
                     except NotFound:
                         yield sse.event_frame("session.deleted", {"id": session_id})
                         return
-                    yield sse.event_frame("session.updated", meta)
-                    progressed = True
+                    if meta != sent_meta:  # a local change is also seen by the watcher
+                        sent_meta = meta
+                        yield sse.event_frame("session.updated", meta)
+                        progressed = True
                 if not finished and fd is None:
                     try:
                         path = self.data_dir.journal_path(session_id, run_id)
@@ -128,6 +142,7 @@ class Streams:
                 liveness.close()
                 os.close(fd)
             self.watcher.unwatch(journals_dir, beacon)
+            self.watcher.unwatch(metadata_path, metadata_watch)
 
     def _run_after(self, session_id: str, run_id):
         for candidate in self.data_dir.run_ids(session_id):
@@ -154,6 +169,18 @@ class Streams:
         if self.redaction.on_read:
             line = self.redaction.line(line)
         return sse.record_frame(run_id, end_offset, line, kind)
+
+
+class _MetadataWatch:
+    """Stands in a :class:`Watcher` for a session's metadata file: a change on disk is a
+    session change for this process's streams (``fire`` is what the watcher calls)."""
+
+    def __init__(self, streams: Streams, session_id: str):
+        self._streams = streams
+        self._session_id = session_id
+
+    def fire(self) -> None:
+        self._streams.note_session_changed(self._session_id)
 
 
 class _Liveness:

@@ -214,3 +214,25 @@ def test_a_run_started_on_one_server_streams_live_through_another(server_factory
     assert status_a == status_b == 200
     assert view_b == view_a
     assert view_b["messages"][1]["status"] == "completed" and view_b["active_run"] is None
+
+
+def test_renames_and_deletions_made_through_another_process_reach_the_session_stream(server_factory):
+    first = server_factory()
+    second = server_factory(data_dir=first.data_dir)
+    session_id = first.create_session()
+    client = SseClient(second.url, f"/api/sessions/{session_id}/events", timeout=15)
+    try:
+        frames = client.frames()
+        assert "retry" in next(frames)
+        status, _, _ = first.api("PATCH", f"/api/sessions/{session_id}", {"title": "Renamed elsewhere"})
+        assert status == 200
+        updated = next(frame for frame in frames if frame.get("event") == "session.updated")
+        assert json.loads(updated["data"])["title"] == "Renamed elsewhere"
+        assert "id" not in updated
+        status, _, _ = first.api("DELETE", f"/api/sessions/{session_id}")
+        assert status == 204
+        deleted = next(frame for frame in frames if frame.get("event") in ("session.deleted",))
+        assert json.loads(deleted["data"]) == {"id": session_id}
+        assert list(frames) == []  # the stream ended
+    finally:
+        client.close()
