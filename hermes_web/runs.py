@@ -34,6 +34,10 @@ class RunNotOwned(Exception):
     """The run is written by another live process."""
 
 
+class ShuttingDown(Exception):
+    """The server is stopping and starts no more runs."""
+
+
 class _Run:
     __slots__ = ("run_id", "session_id", "writer", "cancel", "cancelled_by", "finishing", "done", "thread")
 
@@ -105,7 +109,7 @@ class RunManager:
             previous.done.wait(CANCEL_WAIT_SECONDS)
         with self._lock:
             if self._shutting_down:
-                raise RuntimeError("server is shutting down")
+                raise ShuttingDown()
             active = self.active_run_id(session_id)
             if active is not None:
                 raise RunConflict(active)

@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from hermes_web.agents import DEFAULT_AGENT, UnknownAgent
 from hermes_web.ids import new_session_id
-from hermes_web.runs import RunConflict, RunNotOwned
+from hermes_web.runs import RunConflict, RunNotOwned, ShuttingDown
 from hermes_web.store import NotFound
 from hermes_web.uploads import UnknownAttachment
 from hermes_web.web.errors import ApiError
@@ -133,6 +133,8 @@ def start_run(session_id):
                        run_id=conflict.run_id) from None
     except UnknownAgent:
         raise ApiError(400, "unknown_agent", f"no agent named {agent_name!r}") from None
+    except ShuttingDown:
+        raise ApiError(503, "shutting_down", "the server is shutting down; try again in a moment") from None
     return jsonify(started), 202
 
 
