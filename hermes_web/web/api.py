@@ -21,7 +21,7 @@ def hermes():
     return current_app.extensions["hermes"]
 
 
-def _session_or_404(session_id: str) -> dict:
+def session_or_404(session_id: str) -> dict:
     checked_id(session_id, "session")
     try:
         return hermes().sessions.get(session_id)
@@ -71,7 +71,7 @@ def get_session_compat():
 
 
 def _view(session_id: str) -> dict:
-    _session_or_404(session_id)
+    session_or_404(session_id)
     service = hermes()
     try:
         view = service.views.view(session_id)
@@ -84,7 +84,7 @@ def _view(session_id: str) -> dict:
 
 @blueprint.patch("/sessions/<session_id>")
 def rename_session(session_id):
-    _session_or_404(session_id)
+    session_or_404(session_id)
     title = _title_from(json_body(), required=True)
     meta = hermes().sessions.update(session_id, title=hermes().redaction.text(title))
     hermes().streams.note_session_changed(session_id)
@@ -93,7 +93,7 @@ def rename_session(session_id):
 
 @blueprint.delete("/sessions/<session_id>")
 def delete_session(session_id):
-    _session_or_404(session_id)
+    session_or_404(session_id)
     try:
         hermes().delete_session(session_id)
     except RunNotOwned as error:
@@ -104,7 +104,7 @@ def delete_session(session_id):
 
 @blueprint.post("/sessions/<session_id>/runs")
 def start_run(session_id):
-    _session_or_404(session_id)
+    session_or_404(session_id)
     body = json_body()
     text = body.get("text", "")
     if not isinstance(text, str) or len(text) > MAX_MESSAGE_CHARS:

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, request
 
 from hermes_web import sse
 from hermes_web.journal import TERMINAL_TYPES, is_line_boundary, read_lines, read_tail
-from hermes_web.web.api import _session_or_404, locate_run
+from hermes_web.web.api import session_or_404, locate_run
 from hermes_web.web.errors import ApiError
 from hermes_web.web.inputs import requested_cursor
 
@@ -66,7 +66,7 @@ def run_events(run_id):
 
 @blueprint.get("/sessions/<session_id>/events")
 def session_events(session_id):
-    _session_or_404(session_id)
+    session_or_404(session_id)
     service = hermes()
     cursor = requested_cursor()
     if cursor is None:

@@ -16,8 +16,8 @@ from hermes_web.attachment_markers import attached_file_paths
 from hermes_web.fold import attachment_url
 from hermes_web.safepath import UnsafePath, open_beneath, resolve_inside
 from hermes_web.sniff import HEAD_BYTES, TextDetector, is_inline, sniff_mime, served_content_type
-from hermes_web.store import NotFound
 from hermes_web.uploads import UnknownAttachment, UploadTooLarge, display_name, public_metadata
+from hermes_web.web.api import session_or_404
 from hermes_web.web.errors import ApiError, error_response
 from hermes_web.web.inputs import checked_id
 
@@ -40,20 +40,12 @@ def hermes():
     return current_app.extensions["hermes"]
 
 
-def _session_or_404(session_id: str) -> None:
-    checked_id(session_id, "session")
-    try:
-        hermes().sessions.get(session_id)
-    except NotFound:
-        raise ApiError(404, "session_not_found", f"no session {session_id}") from None
-
-
 # ---------------------------------------------------------------- upload
 
 
 @blueprint.post("/sessions/<session_id>/uploads")
 def upload(session_id):
-    _session_or_404(session_id)
+    session_or_404(session_id)
     store = hermes().uploads
     mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
     if mimetype != "multipart/form-data":
@@ -135,7 +127,7 @@ def _too_large(limit: int, drain: bool) -> ApiError:
 
 @blueprint.get("/sessions/<session_id>/attachments/<attachment_id>")
 def attachment(session_id, attachment_id):
-    _session_or_404(session_id)
+    session_or_404(session_id)
     checked_id(attachment_id, "attachment")
     store = hermes().uploads
     try:
@@ -150,7 +142,7 @@ def attachment(session_id, attachment_id):
 def raw_file():
     """Compatibility route: a file named by this session's attachments or legacy markers."""
     session_id = request.args.get("session_id", "")
-    _session_or_404(session_id)
+    session_or_404(session_id)
     store = hermes().uploads
     not_found = ApiError(404, "file_not_found", "no such file in this session")  # never echoes the path
     try:
