@@ -5,7 +5,7 @@ import os
 import time
 from pathlib import Path
 
-from hermes_web.fsutil import atomic_write, ensure_dir
+from hermes_web.fsutil import DIR_MODE, atomic_write, ensure_dir
 from hermes_web.ids import is_valid_id
 
 JOURNAL_SUFFIX = ".jsonl"
@@ -22,7 +22,11 @@ class DataDir:
         self.root = Path(root)
 
     def create(self) -> "DataDir":
-        """Create the layout's directories (0700)."""
+        """Create the layout's directories (0700), and make the data root itself private."""
+        ensure_dir(self.root)
+        if os.stat(self.root).st_mode & 0o077:
+            # A checkout's var/ arrives 0755: nobody else needs to list the sessions.
+            os.chmod(self.root, DIR_MODE)
         for sub in ("sessions", "journals", "transcripts", "uploads", "archive"):
             ensure_dir(self.root / sub)
         return self

@@ -347,3 +347,11 @@ def test_encode_record_is_one_compact_line_even_with_newlines_inside():
     assert json.loads(line)["text"] == "a\nb\r\n\u2028ü"
     with pytest.raises(journal.RecordTooLarge):
         encode_record({"type": "text.delta", "text": "x" * journal.MAX_RECORD_BYTES})
+
+
+def test_an_existing_world_readable_data_root_is_made_private(tmp_path):
+    root = tmp_path / "var"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)  # as a checkout's var/ arrives
+    DataDir(root).create()
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
