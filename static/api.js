@@ -1,0 +1,19 @@
+// The one JSON fetch wrapper: the server's error format becomes a thrown Error.
+
+/** `method path [body]` -> parsed JSON (null for 204); throws an Error with `status` and `body`. */
+export async function api(method, path, body) {
+  const options = { method, headers: { Accept: "application/json" }, cache: "no-store" };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  const data = response.status === 204 ? null : await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = new Error((data && data.error && data.error.message) || `request failed (${response.status})`);
+    error.status = response.status;
+    error.body = data;
+    throw error;
+  }
+  return data;
+}

@@ -1,0 +1,242 @@
+// The open session: navigation, its one stream, the transcript and the connection badge.
+//
+// The server is the only source of truth. Opening a session renders its view and then
+// tails the session stream from the view's cursor; every frame goes through the same fold
+// as on the server (fold.js). Nothing about the transcript is stored in the browser.
+
+import { api } from "/static/api.js";
+import { clearUploads, updateComposer } from "/static/composer.js";
+import { SessionFold } from "/static/fold.js";
+import { element, updateAssistantMessage, updateUserMessage } from "/static/render.js";
+import { closeDrawer, refreshSessions, renderSessions, setMeta } from "/static/sidebar.js";
+import { state, ui } from "/static/state.js";
+import { SessionStream } from "/static/stream.js";
+
+export function showNotice(message) {
+  ui.notice.textContent = message || "";
+  ui.notice.hidden = !message;
+  clearTimeout(showNotice.timer);
+  if (message) showNotice.timer = setTimeout(() => showNotice(""), 8000);
+}
+
+// ------------------------------------------------------------------ navigation
+
+export function sessionIdFromPath() {
+  const match = /^\/s\/([A-Za-z0-9_-]{1,64})\/?$/.exec(location.pathname);
+  return match ? match[1] : null;
+}
+
+export function navigate(sessionId, { replace = false } = {}) {
+  const path = sessionId ? `/s/${sessionId}` : "/";
+  if (location.pathname !== path) history[replace ? "replaceState" : "pushState"]({}, "", path);
+  closeDrawer();
+  openSession(sessionId);
+}
+
+function closeStream() {
+  if (state.stream) state.stream.close();
+  state.stream = null;
+}
+
+export async function openSession(sessionId) {
+  const token = ++state.openToken;
+  closeStream();
+  state.sessionId = sessionId;
+  state.fold = null;
+  state.pending = null;
+  state.confirmedRun = null;
+  state.nodes.clear();
+  ui.messages.replaceChildren();
+  ui.renameForm.hidden = true;
+  ui.title.hidden = false;
+  showNotice("");
+  clearUploads();
+  if (!sessionId) {
+    setMeta(null);
+    setConnection("idle");
+    renderAll();
+    return;
+  }
+  ui.transcript.setAttribute("aria-busy", "true");
+  let view;
+  try {
+    view = await api("GET", `/api/sessions/${sessionId}`);
+  } catch (error) {
+    if (token !== state.openToken) return;
+    ui.transcript.removeAttribute("aria-busy");
+    if (error.status === 404 || error.status === 400) {
+      showNotice("This chat does not exist (it may have been deleted).");
+      state.sessionId = null;
+      setMeta(null);
+      renderAll();
+      return;
+    }
+    showNotice(`Could not load this chat: ${error.message}`);
+    setConnection("reconnecting");
+    setTimeout(() => token === state.openToken && openSession(sessionId), 2000);
+    return;
+  }
+  if (token !== state.openToken) return;
+  ui.transcript.removeAttribute("aria-busy");
+  state.fold = new SessionFold(view);
+  setMeta({ id: view.id, title: view.title, created_at: view.created_at, updated_at: view.updated_at, active_run: view.active_run });
+  renderAll();
+  scrollToBottom(true);
+  state.stream = new SessionStream(sessionId, {
+    cursor: () => state.fold.cursorText,
+    onRecord: (id, record) => token === state.openToken && onRecord(id, record),
+    onSession: (event, data) => token === state.openToken && onSessionEvent(event, data),
+    onState: (streamState) => {
+      if (token !== state.openToken) return;
+      state.streamState = streamState;
+      updateConnection();
+    },
+    onGone: () => token === state.openToken && onSessionEvent("session.deleted", { id: sessionId }),
+  });
+  state.stream.open();
+}
+
+// ------------------------------------------------------------------ stream frames
+
+function onRecord(id, record) {
+  const run = state.fold.applyFrame(id, record);
+  if (run === null) return;
+  if (record.type === "run.started") {
+    const pending = state.pending;
+    const text = record.user && record.user.text;
+    if (pending && (pending.runId === run.runId || (pending.runId === null && text === pending.text))) {
+      confirmPending(run.runId);
+    }
+    announce("The assistant is answering…");
+    refreshSessionsSoon();
+  } else if (record.type === "title" && typeof record.title === "string") {
+    setMeta({ ...state.meta, title: record.title });
+  } else if (run.finished) {
+    announce(`The answer is ${run.status}.`);
+    refreshSessionsSoon();
+  }
+  scheduleRender();
+}
+
+function onSessionEvent(event, data) {
+  if (event === "session.updated") {
+    setMeta({ ...state.meta, ...data });
+  } else if (event === "session.deleted") {
+    state.sessions = state.sessions.filter((session) => session.id !== data.id);
+    navigate(null, { replace: true });
+    showNotice("This chat was deleted.");
+  }
+}
+
+function refreshSessionsSoon() {
+  clearTimeout(refreshSessionsSoon.timer);
+  refreshSessionsSoon.timer = setTimeout(refreshSessions, 150);
+}
+
+function announce(text) {
+  ui.liveStatus.textContent = text;
+}
+
+// ------------------------------------------------------------------ rendering
+
+export function scheduleRender() {
+  if (state.renderQueued) return;
+  state.renderQueued = true;
+  requestAnimationFrame(() => {
+    state.renderQueued = false;
+    renderAll();
+  });
+}
+
+function nearBottom() {
+  const box = ui.transcript;
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+}
+
+export function scrollToBottom(force = false) {
+  if (force || nearBottom()) ui.transcript.scrollTop = ui.transcript.scrollHeight;
+}
+
+function pendingMessages() {
+  const pending = state.pending;
+  if (!pending) return [];
+  return [{ id: "pending-user", role: "user", run_id: pending.runId, text: pending.text, attachments: pending.attachments, pending: true }];
+}
+
+export function confirmPending(runId) {
+  state.pending = null;
+  state.confirmedRun = runId;
+}
+
+export function renderAll() {
+  const stick = nearBottom();
+  const messages = state.fold ? [...state.fold.messages(), ...pendingMessages()] : [];
+  if (state.confirmedRun !== null) {
+    // The server's user turn takes over the optimistic element: no flicker, no duplicate.
+    const confirmed = messages.find((message) => message.role === "user" && message.run_id === state.confirmedRun);
+    const node = state.nodes.get("pending-user");
+    if (confirmed && node) {
+      state.nodes.delete("pending-user");
+      state.nodes.set(confirmed.id, node);
+      node.removeAttribute("data-pending");
+    }
+    state.confirmedRun = null;
+  }
+  const seen = new Set();
+  let previous = null;
+  for (const message of messages) {
+    seen.add(message.id);
+    let node = state.nodes.get(message.id);
+    if (!node) {
+      node = element("article", { class: `message message-${message.role}`, "data-testid": `message-${message.role}` });
+      state.nodes.set(message.id, node);
+    }
+    node.dataset.messageId = message.id;
+    node.dataset.runId = message.run_id || "";
+    if (message.pending) node.dataset.pending = "true";
+    if (message.role === "user") updateUserMessage(node, message);
+    else updateAssistantMessage(node, message);
+    const expected = previous ? previous.nextSibling : ui.messages.firstChild;
+    if (expected !== node) ui.messages.insertBefore(node, expected);
+    previous = node;
+  }
+  for (const [id, node] of state.nodes) {
+    if (!seen.has(id)) {
+      node.remove();
+      state.nodes.delete(id);
+    }
+  }
+  if (state.pending) {
+    let waiting = ui.messages.querySelector(".message-waiting");
+    if (!waiting) {
+      waiting = element("div", { class: "message message-waiting", "data-testid": "message-waiting" },
+        element("div", { class: "avatar", "aria-hidden": "true", text: "H" }),
+        element("div", { class: "typing", "aria-label": "Waiting for the answer" }, element("span"), element("span"), element("span")));
+    }
+    ui.messages.append(waiting);
+  } else {
+    ui.messages.querySelector(".message-waiting")?.remove();
+  }
+  ui.welcome.hidden = messages.length > 0;
+  updateComposer();
+  updateConnection();
+  renderSessions();
+  if (stick) scrollToBottom(true);
+}
+
+function setConnection(connection) {
+  const labels = { connecting: "Connecting…", live: "Live", idle: "Idle", reconnecting: "Reconnecting…" };
+  if (ui.connection.dataset.state === connection) return;
+  ui.connection.dataset.state = connection;
+  ui.connection.querySelector(".connection-label").textContent = labels[connection] || connection;
+}
+
+/** What the badge shows: never "live" unless the stream is open and a turn is running. */
+function updateConnection() {
+  if (!state.sessionId || !state.fold) return setConnection(state.sessionId ? "connecting" : "idle");
+  const streamState = state.streamState;
+  if (streamState === "open") return setConnection(state.fold.activeRun ? "live" : "idle");
+  if (streamState === "reconnecting") return setConnection("reconnecting");
+  if (streamState === "connecting") return setConnection("connecting");
+  return setConnection("idle");
+}
