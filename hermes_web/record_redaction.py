@@ -69,36 +69,46 @@ class RunRedaction:
     def __init__(self, redactor, keep_raw: bool = False):
         self._redactor = redactor
         self._keep_raw = keep_raw
-        self._streams = {}  # (type, call_id) -> (StreamRedactor, template record)
+        # Any record but the next delta of the same stream releases what a stream holds, so
+        # at most one stream is open: its type and call_id, redactor and template record.
+        self._kind = self._call_id = None
+        self._stream = None
+        self._feed = None  # the open stream's feed
+        self._template = None
 
     def process(self, record: dict) -> list:
         kind = record.get("type")
-        if kind in STREAMED_TYPES:
-            key = (kind, record.get("call_id"))
-            released = self._release(keep=key)
-            entry = self._streams.get(key)
-            if entry is None:
-                entry = (self._redactor.stream(), record)
-                self._streams[key] = entry
-            text = entry[0].feed(record.get("text") or "")
-            if self._keep_raw:
-                released.append(dict(record, **{REDACTED_TEXT_FIELD: text}))
-            elif text:
-                released.append(dict(record, text=text))
-            return released
-        return self._release() + [record if self._keep_raw else redact_record(self._redactor, record)]
+        if kind not in STREAMED_TYPES:
+            return self._release() + [record if self._keep_raw else redact_record(self._redactor, record)]
+        call_id = record.get("call_id")
+        released = [] if kind == self._kind and call_id == self._call_id else self._open(kind, call_id, record)
+        raw = record.get("text") or ""
+        text = self._feed(raw)
+        if self._keep_raw:
+            released.append(dict(record, **{REDACTED_TEXT_FIELD: text}))
+        elif text:  # the record as it came when nothing was masked or held back
+            released.append(record if text == raw else dict(record, text=text))
+        return released
 
     def finish(self) -> list:
         """Release whatever is still held back (before the terminal record)."""
         return self._release()
 
-    def _release(self, keep=None) -> list:
-        released = []
-        for key in [key for key in self._streams if key != keep]:
-            stream, template = self._streams.pop(key)
-            text = stream.flush()
-            if text and self._keep_raw:
-                released.append(dict(template, text="", **{REDACTED_TEXT_FIELD: text}))
-            elif text:
-                released.append(dict(template, text=text))
+    def _open(self, kind: str, call_id, record: dict) -> list:
+        """Release the open stream and open the one ``record`` belongs to."""
+        released = self._release()
+        self._kind, self._call_id, self._stream, self._template = kind, call_id, self._redactor.stream(), record
+        self._feed = self._stream.feed
         return released
+
+    def _release(self) -> list:
+        if self._stream is None:
+            return []
+        text = self._stream.flush()
+        template = self._template
+        self._kind = self._call_id = self._stream = self._feed = self._template = None
+        if not text:
+            return []
+        if self._keep_raw:
+            return [dict(template, text="", **{REDACTED_TEXT_FIELD: text})]
+        return [dict(template, text=text)]

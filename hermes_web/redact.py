@@ -36,6 +36,13 @@ LONG_SECRET_LENGTH = 20
 START_LENGTH = 8
 # Raw characters a stream keeps before its held-back text, for the patterns' lookbehinds.
 LOOKBEHIND_CONTEXT = 8
+# A stream keeps more context while it is this short, rather than copy 8 characters per delta.
+CONTEXT_LIMIT = 256
+# Deltas this short found to hold nothing that can be or start a secret are remembered, up to
+# this many: a model streams tokens from a vocabulary of a few thousand strings, and a set
+# lookup costs a fraction of a regex search. They are written out unchanged anyway.
+PROSE_MEMO_LENGTH = 16
+PROSE_MEMO_SIZE = 4096
 
 _BREAKS = re.compile(r"(?:\s|\\[nr])*")  # line breaks, also JSON-escaped ones
 
@@ -57,6 +64,8 @@ class _Patterns:
         self.partial = re.compile("(?:" + "|".join(rule.piece.prefix1 for rule in rules) + r")\Z")
         self._styles = {rule.name: rule.style for rule in rules}
         self.starts, self.tail = _start_regex(rules)
+        self.possible = _possible_regex(rules)
+        self.prose = set()  # texts ``possible`` finds nothing in (see PROSE_MEMO_SIZE)
 
     def scan(self, text: str, pos: int, final: bool) -> tuple:
         """Redact ``text[pos:]`` up to where a secret could still be starting (``final``: all).
@@ -65,8 +74,14 @@ class _Patterns:
         that position is final: no path of the regex there reached the end of ``text``
         (else the prefix regex would have matched there), so more text cannot change it.
         """
-        hold = len(text) if final else self._hold_in_tail(text, pos)
-        parts, released, candidate = [], pos, pos
+        # Most text holds no start word and does not end in the first characters of one:
+        # one search proves it, and the text before the first place that does is prose.
+        found = self.possible.search(text, pos)
+        if found is None:
+            return text[pos:], len(text)
+        candidate = found.start()
+        hold = len(text) if final else self._hold_in_tail(text, candidate)
+        parts, released = [], pos
         while True:
             found = self.starts.search(text, candidate)
             if found is None or found.start() >= hold:
@@ -86,10 +101,26 @@ class _Patterns:
         parts.append(text[released:hold])
         return "".join(parts), hold
 
+    def remember_prose(self, text: str) -> None:
+        """Remember a short text ``possible`` finds nothing in."""
+        if len(text) <= PROSE_MEMO_LENGTH:
+            if len(self.prose) >= PROSE_MEMO_SIZE:
+                self.prose.clear()
+            self.prose.add(text)
+
     def _hold_in_tail(self, text: str, pos: int) -> int:
-        """The first position in the last few characters where a start word could begin."""
-        match = self.partial.search(text, max(pos, len(text) - self.tail))
-        return match.start() if match else len(text)
+        """The first position in the last few characters where a start word could begin.
+
+        The prefix regex is tried only where ``possible`` matches: it cannot match anywhere
+        else, and trying its many alternatives at every position was the stream's main cost.
+        """
+        start = max(pos, len(text) - self.tail)
+        while (found := self.possible.search(text, start)) is not None:
+            start = found.start()
+            if self.partial.match(text, start):
+                return start
+            start += 1
+        return len(text)
 
     def mask(self, match: re.Match) -> str:
         name = match.lastgroup
@@ -129,6 +160,36 @@ def _start_regex(rules) -> tuple:
         branches.append(re.escape(first) + "(?:" + "|".join(tries) + ")")
     longest = max(len(word[:START_LENGTH]) for rule in rules for word, _ in rule.piece.starts)
     return re.compile("|".join(branches)), longest
+
+
+def _possible_regex(rules) -> re.Pattern:
+    """A regex matching where a start word begins, or its first characters run to the end.
+
+    A rule's full regex matches only where one of its start words begins, and its prefix
+    regex (anchored at the end) only where such a word, or its first characters up to the
+    end of the text, begin: where this finds nothing, there is nothing to mask or hold back.
+    Like ``_start_regex``, each alternative begins with a plain character, so the engine
+    skips every position whose character cannot start a word.
+    """
+    trie = {}  # a character's regex -> the trie after it; "" marks the end of a word
+    for rule in rules:
+        for word, ignore_case in rule.piece.starts:
+            word = word[:START_LENGTH]
+            chars = word.lower() if ignore_case else word
+            cased = ignore_case and chars[0].isalpha()
+            for first in {chars[0], chars[0].upper()} if cased else {chars[0]}:
+                node = trie.setdefault(re.escape(first), {})
+                for char in chars[1:]:
+                    regex = f"[{char}{char.upper()}]" if ignore_case and char.isalpha() else re.escape(char)
+                    node = node.setdefault(regex, {})
+                node[""] = {}
+
+    def rest(node):
+        if "" in node:
+            return ""  # a whole start word: a match, whatever follows
+        return "(?:" + "|".join([regex + rest(child) for regex, child in sorted(node.items())] + [r"\Z"]) + ")"
+
+    return re.compile("|".join(first + rest(node) for first, node in sorted(trie.items())))
 
 
 def _mask_value(value: str) -> str:
@@ -224,56 +285,54 @@ class Redactor:
 class StreamRedactor:
     """Redacts a stream delta by delta, holding back only what could still become a secret.
 
-    Each stage of the redactor holds back on its own; what a stage releases is fed to the
-    next. Held-back text is bounded by the longest pattern (a private key block: 16 KiB).
+    Each stage of the redactor holds back on its own: this object runs the first stage and
+    feeds what it releases to a stream redactor for the others. Held-back text is bounded
+    by the longest pattern (a private key block: 16 KiB).
     """
 
     def __init__(self, stages: tuple):
-        self._stages = [_StageStream(patterns) for patterns in stages]
+        self._patterns = stages[0]
+        self._prose = stages[0].prose
+        self._possible = stages[0].possible.search
+        self._next = StreamRedactor(stages[1:]) if len(stages) > 1 else None
+        # The raw text before the held-back text: its last LOOKBEHIND_CONTEXT characters at
+        # least (all of them when fewer), for the patterns' lookbehinds.
+        self._context = ""
+        self._held = ""
 
     def feed(self, text: str) -> str:
         """The redacted text that is safe to release now."""
-        for stage in self._stages:
-            text = stage.feed(text)
-        return text
+        if not text:
+            return ""
+        pending = self._held + text
+        # Every delta of a run comes through here, and most (with what was held) hold nothing
+        # that can be or start a secret: scan's first search would prove just that and
+        # release them whole, so they go out at once.
+        if pending not in self._prose:
+            if self._possible(pending) is not None:
+                released = self._scan(pending, final=False)
+                return released if self._next is None else self._next.feed(released)
+            self._patterns.remember_prose(pending)
+        self._held = ""
+        # At least the last LOOKBEHIND_CONTEXT characters, without a copy per delta.
+        context = pending if len(pending) >= LOOKBEHIND_CONTEXT else self._context + pending
+        self._context = context if len(context) <= CONTEXT_LIMIT else context[-LOOKBEHIND_CONTEXT:]
+        return pending if self._next is None else self._next.feed(pending)
 
     def flush(self) -> str:
         """Everything held back, redacted (the stream ended, or its text must go out now)."""
-        text = ""
-        for stage in self._stages:
-            text = stage.feed(text) + stage.flush()
-        return text
+        released = self._scan(self._held, final=True)
+        return released if self._next is None else self._next.feed(released) + self._next.flush()
 
     @property
     def held(self) -> int:
         """How many characters are held back."""
-        return sum(stage.held for stage in self._stages)
+        return len(self._held) + (0 if self._next is None else self._next.held)
 
-
-class _StageStream:
-    def __init__(self, patterns: _Patterns):
-        self._patterns = patterns
-        self._buffer = ""  # released context, then the held-back text
-        self._held_at = 0  # where the held-back text starts in _buffer
-
-    def feed(self, text: str) -> str:
-        if not text:
-            return ""
-        buffer = self._buffer + text
-        released, held_at = self._patterns.scan(buffer, self._held_at, final=False)
-        self._keep(buffer, held_at)
+    def _scan(self, pending: str, final: bool) -> str:
+        """Release what is safe of ``pending`` (the held-back text, then any delta); hold the rest."""
+        buffer = self._context + pending
+        released, held_at = self._patterns.scan(buffer, len(self._context), final)
+        self._context = buffer[max(0, held_at - LOOKBEHIND_CONTEXT) : held_at]
+        self._held = buffer[held_at:]
         return released
-
-    def flush(self) -> str:
-        released, held_at = self._patterns.scan(self._buffer, self._held_at, final=True)
-        self._keep(self._buffer, held_at)
-        return released
-
-    @property
-    def held(self) -> int:
-        return len(self._buffer) - self._held_at
-
-    def _keep(self, buffer: str, held_at: int) -> None:
-        start = max(0, held_at - LOOKBEHIND_CONTEXT)
-        self._buffer = buffer[start:]
-        self._held_at = held_at - start

@@ -465,6 +465,36 @@ def test_adjacent_secrets_redact_idempotently_and_stream_alike(first):
         assert stream_through(WITH_KNOWN, [text[:cut], text[cut:]]) == once
 
 
+@settings(max_examples=300, deadline=None)
+@given(text=TEXT)
+def test_possible_finds_every_place_a_rule_or_its_prefix_can_match(text):
+    # The stream's fast path and its tail check skip every position this regex passes over.
+    for patterns in WITH_KNOWN._stages:
+        for pos in range(len(text)):
+            if patterns.starts.match(text, pos) or (
+                len(text) - pos <= patterns.tail and patterns.partial.match(text, pos)
+            ):
+                assert patterns.possible.match(text, pos), (text, pos)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=TEXT, data=st.data())
+def test_hold_in_tail_equals_searching_with_the_prefix_regex(text, data):
+    pos = data.draw(st.integers(0, len(text)))
+    for patterns in WITH_KNOWN._stages:
+        found = patterns.partial.search(text, max(pos, len(text) - patterns.tail))
+        assert patterns._hold_in_tail(text, pos) == (found.start() if found else len(text))
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=TEXT, data=st.data())
+def test_remembered_prose_deltas_stream_like_the_whole(text, data):
+    # The same cuts twice: the second time, deltas found to be prose are remembered ones.
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=8)))
+    deltas = [text[start:end] for start, end in zip([0, *cuts], [*cuts, len(text)])]
+    assert stream_through(WITH_KNOWN, deltas + deltas) == WITH_KNOWN.redact(text + text)
+
+
 @settings(max_examples=100, deadline=None)
 @given(text=TEXT)
 def test_one_character_deltas_stream_like_the_whole(text):
