@@ -171,3 +171,14 @@ def journal_lines(path: Path):
             return out
         out.append((data[offset:newline + 1], newline + 1))
         offset = newline + 1
+
+
+def expected_frames(path: Path, run_id: str, offset: int = 0) -> list:
+    """What a stream from ``offset`` must deliver: ``(id, event, data)`` of every later line."""
+    frames = []
+    start = 0
+    for line, end in journal_lines(path):
+        if start >= offset:
+            frames.append((f"{run_id}:{end}", json.loads(line)["type"], line[:-1].decode()))
+        start = end
+    return frames

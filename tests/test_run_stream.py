@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from tests.support import ServerProcess, SseClient, journal_lines, request
+from tests.support import ServerProcess, SseClient, expected_frames, journal_lines, request
 
 STREAM_TIMEOUT = 30.0
 
@@ -28,17 +28,6 @@ def finished_run(fast_server):
     run_id = fast_server.start_run(session_id, "resume me anywhere please")["run_id"]
     assert fast_server.wait_run_finished(run_id)["status"] == "completed"
     return session_id, run_id
-
-
-def expected_frames(path, run_id, offset=0):
-    """What a stream from ``offset`` must deliver: ``(id, event, data)`` of every later line."""
-    frames = []
-    start = 0
-    for line, end in journal_lines(path):
-        if start >= offset:
-            frames.append((f"{run_id}:{end}", json.loads(line)["type"], line[:-1].decode()))
-        start = end
-    return frames
 
 
 def record_frames(client):

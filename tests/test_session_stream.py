@@ -6,19 +6,9 @@ import time
 import urllib.parse
 
 
-from tests.support import SseClient, journal_lines, request
+from tests.support import SseClient, expected_frames, journal_lines, request
 
 STREAM_TIMEOUT = 30.0
-
-
-def expected_frames(path, run_id, offset=0):
-    frames = []
-    start = 0
-    for line, end in journal_lines(path):
-        if start >= offset:
-            frames.append((f"{run_id}:{end}", json.loads(line)["type"], line[:-1].decode()))
-        start = end
-    return frames
 
 
 def read_until_terminal_of(client, run_id):

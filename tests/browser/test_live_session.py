@@ -111,6 +111,8 @@ def test_a_dropped_network_reconnects_from_the_last_cursor(demo_server, new_page
     page.route("**/api/sessions/*/events*", refuse)
     page.context.set_offline(True)  # the browser reports the loss; the open stream is dropped
     page.wait_for_selector(f"{CONNECTION}[data-state=reconnecting]", timeout=10_000)
+    # Frames received just before the drop are drawn on the next animation frames: let them land.
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
     during = rendered(page, run_id)
     time.sleep(2.5)
     assert page.get_attribute(CONNECTION, "data-state") == "reconnecting"
