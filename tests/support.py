@@ -182,3 +182,11 @@ def expected_frames(path: Path, run_id: str, offset: int = 0) -> list:
             frames.append((f"{run_id}:{end}", json.loads(line)["type"], line[:-1].decode()))
         start = end
     return frames
+
+
+def assert_sse_headers(client: "SseClient") -> None:
+    """PROTOCOL 2.2's status and headers of a stream."""
+    assert client.status == 200
+    assert client.headers["Content-Type"] == "text/event-stream"
+    assert client.headers["Cache-Control"] == "no-cache"
+    assert client.headers["X-Accel-Buffering"] == "no"

@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from tests.support import ServerProcess, SseClient, expected_frames, journal_lines, request
+from tests.support import assert_sse_headers, ServerProcess, SseClient, expected_frames, journal_lines, request
 
 STREAM_TIMEOUT = 30.0
 
@@ -42,10 +42,7 @@ def test_stream_headers_and_first_retry_frame(fast_server, finished_run):
     session_id, run_id = finished_run
     client = SseClient(fast_server.url, f"/api/runs/{run_id}/events", timeout=STREAM_TIMEOUT)
     try:
-        assert client.status == 200
-        assert client.headers["Content-Type"] == "text/event-stream"
-        assert client.headers["Cache-Control"] == "no-cache"
-        assert client.headers["X-Accel-Buffering"] == "no"
+        assert_sse_headers(client)
         frames = list(client.frames())
     finally:
         client.close()

@@ -6,7 +6,7 @@ import time
 import urllib.parse
 
 
-from tests.support import SseClient, expected_frames, journal_lines, request
+from tests.support import assert_sse_headers, SseClient, expected_frames, journal_lines, request
 
 STREAM_TIMEOUT = 30.0
 
@@ -35,10 +35,7 @@ def test_session_stream_without_cursor_replays_every_run_then_follows_new_ones(s
     second = run_to_completion(server, session_id, "second")
     client = SseClient(server.url, f"/api/sessions/{session_id}/events", timeout=STREAM_TIMEOUT)
     try:
-        assert client.status == 200
-        assert client.headers["Content-Type"] == "text/event-stream"
-        assert client.headers["Cache-Control"] == "no-cache"
-        assert client.headers["X-Accel-Buffering"] == "no"
+        assert_sse_headers(client)
         frames = read_until_terminal_of(client, second)
         third = server.start_run(session_id, "third")["run_id"]
         later = read_until_terminal_of(client, third)
