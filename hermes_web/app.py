@@ -125,10 +125,8 @@ class Hermes:
             self.data_dir.archive_dir(session_id),
         ):
             shutil.rmtree(path, ignore_errors=True)
-        try:
-            self.data_dir.transcript_path(session_id).unlink()
-        except FileNotFoundError:
-            pass
+        for path in (self.data_dir.transcript_path(session_id), self.data_dir.start_lock_path(session_id)):
+            path.unlink(missing_ok=True)
         self.views.forget_session(session_id)
         self.streams.note_session_changed(session_id)
 

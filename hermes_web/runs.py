@@ -4,13 +4,16 @@ A run is one user turn: ``run.started`` (durable before the API answers), the ev
 agent yields, then exactly one terminal record (durable). One active run per session.
 """
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import threading
 import time
 
 from hermes_web.agents import DEFAULT_AGENT, AgentRequest, UnknownAgent
-from hermes_web.fsutil import ensure_dir
+from hermes_web.fsutil import FILE_MODE, ensure_dir
 from hermes_web.ids import new_run_id
 from hermes_web.journal import JournalWriter, is_terminal, journal_state, recover
 
@@ -107,7 +110,7 @@ class RunManager:
             # Its terminal record is being written: a client that saw it may already send
             # the next message, which must not be refused as a conflict.
             previous.done.wait(CANCEL_WAIT_SECONDS)
-        with self._lock:
+        with self._lock, self._starting(session_id):
             if self._shutting_down:
                 raise ShuttingDown()
             active = self.active_run_id(session_id)
@@ -147,6 +150,24 @@ class RunManager:
         )
         run.thread.start()
         return {"run_id": run_id, "cursor": f"{run_id}:0"}
+
+    @contextlib.contextmanager
+    def _starting(self, session_id: str):
+        """Exclusive across processes while a run of the session starts: a second ``serve``
+        on the same data dir sees the first one's run (its journal, locked) or waits."""
+        path = self.data_dir.start_lock_path(session_id)
+        ensure_dir(path.parent)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.005)  # held for one start (milliseconds); never block the loop
+            yield
+        finally:
+            os.close(fd)
 
     def _create_journal(self, session_id: str, run_id: str, record: dict) -> JournalWriter:
         path = self.data_dir.journal_path(session_id, run_id)

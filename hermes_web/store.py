@@ -63,6 +63,10 @@ class DataDir:
     def transcript_path(self, session_id: str) -> Path:
         return self.transcripts_dir / f"{_checked(session_id)}.jsonl"
 
+    def start_lock_path(self, session_id: str) -> Path:
+        """Held while a run of the session is being started, by whichever process starts it."""
+        return self.journals_root / f".{_checked(session_id)}.start-lock"
+
     def uploads_dir(self, session_id: str) -> Path:
         return self.uploads_root / _checked(session_id)
 

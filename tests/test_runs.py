@@ -1,6 +1,8 @@
 """The runs API: start (202), one active run per session (409), cancel (prompt, idempotent,
 partial output kept), the run resource, and the demo agent's pacing."""
 
+import concurrent.futures
+import threading
 import json
 import time
 
@@ -127,3 +129,23 @@ def test_a_demo_run_at_the_default_delay_lasts_10_to_20_seconds(server_factory):
         durations.append(pauses * default_delay)
     print("demo run at 40 ms: " + ", ".join(f"{seconds:.1f} s" for seconds in durations))
     assert all(10.0 <= seconds <= 20.0 for seconds in durations), durations
+
+
+def test_one_active_run_per_session_across_two_server_processes(server_factory):
+    first = server_factory(env={"HERMES_WEB_DEMO_DELAY_MS": "40"})
+    second = server_factory(data_dir=first.data_dir, env={"HERMES_WEB_DEMO_DELAY_MS": "40"})
+    session_id = first.create_session()
+    barrier = threading.Barrier(12)
+
+    def start(server):
+        barrier.wait()
+        return server.api("POST", f"/api/sessions/{session_id}/runs", {"text": "only one of us"})
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(start, [first, second] * 6))
+    started = [body["run_id"] for status, body, _ in answers if status == 202]
+    assert len(started) == 1, answers
+    conflicts = [body for status, body, _ in answers if status == 409]
+    assert len(conflicts) == 11
+    assert {body["run_id"] for body in conflicts} == set(started)
+    assert len(list((first.data_dir / "journals" / session_id).glob("*.jsonl"))) == 1
