@@ -2,14 +2,13 @@
 
 import dataclasses
 import logging
-import os
 import shutil
 
 from flask import Flask
 
 from hermes_web.agents import build_agents
 from hermes_web.config import Config
-from hermes_web.journal import Durability, TERMINAL_TYPES, journal_state, recover, writer_alive
+from hermes_web.journal import Durability, TERMINAL_TYPES, journal_state, recover, writer_alive_at
 from hermes_web.record_redaction import RecordRedaction
 from hermes_web.redact import Redactor
 from hermes_web.runs import RunManager, RunNotOwned
@@ -68,12 +67,8 @@ class Hermes:
             for unborn in session_dir.glob(".*.jsonl.new"):
                 # A run whose creator died before renaming it into place was never
                 # acknowledged: nothing refers to it.
-                fd = os.open(unborn, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    if not writer_alive(fd):
-                        unborn.unlink(missing_ok=True)
-                finally:
-                    os.close(fd)
+                if not writer_alive_at(unborn):
+                    unborn.unlink(missing_ok=True)
             for run_id in self.data_dir.run_ids(session_dir.name):
                 path = session_dir / f"{run_id}.jsonl"
                 _, last = journal_state(path)

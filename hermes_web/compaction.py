@@ -39,7 +39,7 @@ from hermes_web.fold import RunFold
 from hermes_web.fsutil import FILE_MODE, atomic_write, ensure_dir, fsync_dir, remove_if_empty, unlink_quietly, write_all
 from hermes_web.retention import ARCHIVE_SUFFIX, TEMP_PREFIX, prune_archives
 from hermes_web.ids import is_valid_id
-from hermes_web.journal import TERMINAL_TYPES, TORN_SUFFIX, decode_line, encode_line, journal_state, read_entries, recover, writer_alive
+from hermes_web.journal import TERMINAL_TYPES, TORN_SUFFIX, decode_line, encode_line, journal_state, read_entries, recover, writer_alive_at
 from hermes_web.store import JOURNAL_SUFFIX, DataDir
 
 LOCK_NAME = "compaction.lock"
@@ -276,7 +276,7 @@ def _observe(data_dir: DataDir, session_id: str, run_id: str, compacted: set) ->
     try:
         _, last = journal_state(path)
         terminal = last is not None and last.get("type") in TERMINAL_TYPES
-        locked = _writer_alive(path)
+        locked = writer_alive_at(path)
     except OSError as error:
         return RunObservation(run_id, UNREADABLE, detail=error.strerror or str(error))
     if terminal:
@@ -318,14 +318,6 @@ def _fold_runs(data_dir: DataDir, session_id: str, plan, report: Report, say):
 def encode_message(message: dict) -> bytes:
     """One transcript line: the journal's JSON encoding (compact, UTF-8), no size cap."""
     return encode_line(message)
-
-
-def _writer_alive(path) -> bool:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return writer_alive(fd)
-    finally:
-        os.close(fd)
 
 
 def _transcript_run_ids(data: bytes) -> set:

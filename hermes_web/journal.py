@@ -346,6 +346,15 @@ def journal_state(path: Path):
         os.close(fd)
 
 
+def writer_alive_at(path: Path) -> bool:
+    """True while some process holds the writer lock of the journal at ``path``."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return writer_alive(fd)
+    finally:
+        os.close(fd)
+
+
 def writer_alive(fd: int) -> bool:
     """True while some process holds the journal's writer lock (tested on ``fd``)."""
     try:

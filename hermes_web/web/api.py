@@ -158,7 +158,10 @@ def list_agents():
 
 @blueprint.get("/runs/<run_id>")
 def get_run(run_id):
-    location = locate_run(run_id)
+    return _run_resource(run_id, locate_run(run_id))
+
+
+def _run_resource(run_id: str, location):
     return jsonify({
         "id": run_id,
         "session_id": location.session_id,
@@ -177,9 +180,4 @@ def cancel_run(run_id):
         except RunNotOwned:
             raise ApiError(409, "run_active_elsewhere", "another server process runs this turn", run_id=run_id) from None
         location = service.locate_run(run_id)
-    return jsonify({
-        "id": run_id,
-        "session_id": location.session_id,
-        "status": location.status,
-        "committed": location.committed,
-    })
+    return _run_resource(run_id, location)
