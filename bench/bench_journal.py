@@ -13,7 +13,8 @@ import time
 
 from common import ROOT, print_table, temp_dir, verdict
 
-from hermes_web.journal import Durability, JournalWriter, encode_record
+from hermes_web.codec import encode_record
+from hermes_web.journal import Durability, JournalWriter
 
 RECORDS_PER_TRIAL = 20_000
 TRIALS = 5

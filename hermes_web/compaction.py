@@ -39,7 +39,9 @@ from hermes_web.fold import RunFold
 from hermes_web.fsutil import FILE_MODE, atomic_write, ensure_dir, fsync_dir, remove_if_empty, unlink_quietly, write_all
 from hermes_web.retention import ARCHIVE_SUFFIX, TEMP_PREFIX, prune_archives
 from hermes_web.ids import is_valid_id
-from hermes_web.journal import TERMINAL_TYPES, TORN_SUFFIX, decode_line, encode_line, journal_state, read_entries, recover, writer_alive_at
+from hermes_web.codec import decode_line, encode_line
+from hermes_web.journal import TORN_SUFFIX, journal_state, read_entries, recover, writer_alive_at
+from hermes_web.records import TERMINAL_TYPES
 from hermes_web.store import JOURNAL_SUFFIX, DataDir
 
 LOCK_NAME = "compaction.lock"

@@ -6,7 +6,7 @@ docs/journal-format.md.
 """
 
 from hermes_web.attachment_markers import legacy_attachment_chips
-from hermes_web.journal import TERMINAL_TYPES
+from hermes_web.records import TERMINAL_TYPES
 
 TERMINAL_STATUS = {
     "run.completed": "completed",
@@ -45,9 +45,11 @@ class RunFold:
     gives the same result as folding that prefix from scratch.
     """
 
-    def __init__(self):
-        self.run_id = None
-        self.session_id = None
+    def __init__(self, run_id: str = None, session_id: str = None):
+        # Seeded from where the journal lives, so a run whose first line is damaged still
+        # shows as a turn of its own.
+        self.run_id = run_id
+        self.session_id = session_id
         self.started = None
         self.status = None
         self.title = None
@@ -60,25 +62,33 @@ class RunFold:
         self.reasoning = _Text()
         self.tool_calls = {}  # call_id -> dict, insertion-ordered: the order they began
         self.records = 0
+        self.damaged = 0
         self.offset = 0
 
     @property
     def finished(self) -> bool:
         return self.status is not None and self.status != "running"
 
-    def apply(self, record: dict, end_offset: int) -> None:
+    def apply(self, record, end_offset: int) -> None:
         """Fold one record that ends at journal byte ``end_offset``.
 
-        Unknown types are ignored (forward compatibility).
+        Unknown types are ignored (forward compatibility); ``None`` stands for a damaged
+        line (PROTOCOL 1.4), which is skipped and counted.
         """
         self.records += 1
         self.offset = end_offset
+        if record is None:
+            self.damaged += 1
+            if self.status is None:
+                self.status = "running"
+            return
         kind = record.get("type")
         if kind == "run.started":
-            self.run_id = record.get("run_id")
-            self.session_id = record.get("session_id")
+            self.run_id = record.get("run_id") or self.run_id
+            self.session_id = record.get("session_id") or self.session_id
             self.started = record
-            self.status = "running"
+            if self.status is None:
+                self.status = "running"
         elif kind == "text.delta":
             self.text.append(record.get("text", ""))
         elif kind == "reasoning.delta":
@@ -135,9 +145,9 @@ class RunFold:
 
     def messages(self) -> list:
         """The run as ``[user_message, assistant_message]`` (fresh dicts)."""
-        if self.started is None:
+        if self.started is None and not (self.damaged and self.run_id):
             return []
-        started = self.started
+        started = self.started or {}
         user = started.get("user") or {}
         run_id = self.run_id
         session_id = self.session_id
@@ -162,6 +172,8 @@ class RunFold:
             "attachments": attachments,
             "created_at": started.get("ts"),
         }
+        if started.get("replaces"):
+            user_message["replaces"] = started["replaces"]
         assistant_message = {
             "id": f"{run_id}-assistant",
             "role": "assistant",
@@ -180,6 +192,8 @@ class RunFold:
             # session view's cursor is the same before and after it.
             "cursor": f"{run_id}:{self.offset}",
         }
+        if self.damaged:
+            assistant_message["damaged"] = self.damaged
         return [user_message, assistant_message]
 
 
@@ -191,7 +205,7 @@ def fold(entries) -> list:
     messages = []
     run = None
     for record, end_offset in entries:
-        if record.get("type") == "run.started":
+        if record is not None and record.get("type") == "run.started":
             if run is not None:
                 messages.extend(run.messages())
             run = RunFold()

@@ -5,20 +5,15 @@ for the run's lifetime); any number of readers, which only ever see complete lin
 """
 
 import fcntl
-import json
 import os
 import threading
 import time
 from pathlib import Path
 
-import orjson
-
+from hermes_web.codec import MAX_RECORD_BYTES, decode_record, encode_record
 from hermes_web.fsutil import FILE_MODE, fsync_dir
+from hermes_web.records import is_terminal
 
-TERMINAL_TYPES = frozenset({"run.completed", "run.failed", "run.cancelled", "run.interrupted"})
-# A record is one line of at most this many bytes; bigger payloads are truncated by the
-# writer before they get here, so a reader never needs more than this to see a line end.
-MAX_RECORD_BYTES = 1024 * 1024
 READ_CHUNK_BYTES = 256 * 1024
 TORN_SUFFIX = ".torn"
 
@@ -31,35 +26,8 @@ class JournalLocked(JournalError):
     """Another writer holds the journal's lock."""
 
 
-class RecordTooLarge(JournalError):
-    """An encoded record exceeds MAX_RECORD_BYTES."""
-
-
-# Encoding on every append and decoding on every fold are the journal's hot paths; orjson
-# does each several times faster than the standard library, with the same compact output.
-# The standard encoder takes what orjson refuses (lone surrogates, integers past 64 bits).
-_FALLBACK_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-decode_line = orjson.loads
-
-
-def encode_line(value) -> bytes:
-    """One compact UTF-8 JSON line ending in ``\\n`` (JSON escapes every newline inside)."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
-    except TypeError:
-        return _FALLBACK_ENCODER.encode(value).encode("utf-8", "replace") + b"\n"
-
-
-def encode_record(record: dict) -> bytes:
-    """A journal record as one line, at most MAX_RECORD_BYTES long."""
-    line = encode_line(record)
-    if len(line) > MAX_RECORD_BYTES:
-        raise RecordTooLarge(f"record of {len(line)} bytes exceeds {MAX_RECORD_BYTES}")
-    return line
-
-
-def is_terminal(record: dict) -> bool:
-    return record.get("type") in TERMINAL_TYPES
+class JournalExists(JournalError):
+    """A journal of that name already exists."""
 
 
 # ---------------------------------------------------------------- durability
@@ -155,7 +123,7 @@ class JournalWriter:
             except FileNotFoundError:
                 pass
             if isinstance(error, FileExistsError):
-                raise JournalError(f"journal {path.name} already exists") from None
+                raise JournalExists(f"journal {path.name} already exists") from None
             raise
         return cls(fd, path, len(line), durability)
 
@@ -265,15 +233,12 @@ def read_tail(fd: int):
         if previous < 0 and window < size and window <= MAX_RECORD_BYTES:
             window = min(size, window * 4)
             continue
-        line = data[previous + 1:last_newline]
-        try:
-            return committed, decode_line(line)
-        except ValueError:
-            return committed, None
+        return committed, decode_record(data[previous + 1:last_newline])
 
 
 def read_entries(path: Path, offset: int = 0) -> list:
-    """Every complete record of a journal from ``offset`` as ``(record, end_offset)`` pairs."""
+    """Every complete record of a journal from ``offset`` as ``(record, end_offset)`` pairs;
+    a damaged line's record is None (PROTOCOL 1.4)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         entries = []
@@ -282,7 +247,7 @@ def read_entries(path: Path, offset: int = 0) -> list:
             if not lines:
                 return entries
             for line, end_offset in lines:
-                entries.append((decode_line(line), end_offset))
+                entries.append((decode_record(line), end_offset))
                 offset = end_offset
     finally:
         os.close(fd)

@@ -9,7 +9,7 @@ stream sends as its ``text``.
 """
 
 
-from hermes_web.journal import decode_line, encode_record
+from hermes_web.codec import decode_record, encode_record
 
 STREAMED_TYPES = ("text.delta", "reasoning.delta", "tool.output")
 # Structural fields never carry user or model text; leaving them alone keeps ids intact.
@@ -38,9 +38,17 @@ class RecordRedaction:
         return redact_record(self.redactor, record)
 
     def line(self, line: bytes) -> bytes:
-        """A raw journal line (no newline) redacted for a response."""
-        record = decode_line(line)
+        """A raw journal line (no newline) redacted for a response. A damaged line is
+        redacted as the text it holds."""
+        record = decode_record(line)
+        if record is None:
+            return self.text(line.decode("utf-8", "replace")).encode("utf-8", "replace")
+        return self.record_line(record)
+
+    def record_line(self, record: dict) -> bytes:
+        """A raw record, decoded, as the redacted line (no newline) a response carries."""
         if REDACTED_TEXT_FIELD in record:
+            record = dict(record)
             record["text"] = record.pop(REDACTED_TEXT_FIELD)
         return encode_record(self.record(record))[:-1]
 

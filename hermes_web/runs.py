@@ -1,27 +1,22 @@
-"""Runs: start, execute, cancel and end; the only code that writes journals.
+"""Runs: start, execute, cancel and end; the only code that writes run logs.
 
 A run is one user turn: ``run.started`` (durable before the API answers), the events its
 agent yields, then exactly one terminal record (durable). One active run per session.
 """
 
-import contextlib
-import fcntl
-import json
+import dataclasses
 import logging
-import os
 import threading
 import time
 
-from hermes_web.agents import DEFAULT_AGENT, AgentRequest, UnknownAgent
-from hermes_web.fsutil import FILE_MODE, ensure_dir
+from hermes_web.agents import AgentRequest, UnknownAgent
 from hermes_web.ids import new_run_id
-from hermes_web.journal import JournalWriter, is_terminal, journal_state, recover
+from hermes_web.logstore import LogExists, LogNotFound, is_terminal
+from hermes_web.records import bound_record
+from hermes_web.store import Damaged, NotFound
 
 log = logging.getLogger(__name__)
 
-# Payloads above this are truncated with a visible marker so a record stays one bounded
-# line (MAX_RECORD_BYTES) and the browser never has to render megabytes of tool output.
-MAX_PAYLOAD_CHARS = 256 * 1024
 CANCEL_WAIT_SECONDS = 2.0
 
 
@@ -34,11 +29,25 @@ class RunConflict(Exception):
 
 
 class RunNotOwned(Exception):
-    """The run is written by another live process."""
+    """The run is written by another live process that cannot be asked to stop."""
 
 
 class ShuttingDown(Exception):
     """The server is stopping and starts no more runs."""
+
+
+class InvalidReplaces(ValueError):
+    """``replaces`` does not name a finished run of the session (PROTOCOL 1.6)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLocation:
+    """Where a run is and how it stands (``GET /api/runs/<rid>``)."""
+
+    session_id: str
+    status: str
+    committed: int
+    compacted: bool
 
 
 class _Run:
@@ -56,21 +65,27 @@ class _Run:
 
 
 class RunManager:
-    """Owns this process's active runs and their journal writers."""
+    """Owns this process's active runs and their writers."""
 
-    def __init__(self, data_dir, sessions, durability, beacons, agents, redaction, history, on_session_changed):
-        self.data_dir = data_dir
+    def __init__(self, logs, sessions, transcripts, views, agents, redaction, on_session_changed,
+                 default_agent: str = "demo"):
+        self.logs = logs
         self.sessions = sessions
-        self.durability = durability
-        self.beacons = beacons
+        self.transcripts = transcripts
+        self.views = views
         self.agents = agents
+        self.default_agent = default_agent
         self.redaction = redaction
-        self.history = history  # (session_id, before_run) -> earlier messages, for the agent
         self.on_session_changed = on_session_changed  # session_id -> None
         self._lock = threading.Lock()
         self._runs = {}  # run_id -> _Run
         self._by_session = {}  # session_id -> run_id
         self._shutting_down = False
+
+    def init_app(self, app) -> None:
+        from hermes_web.services import register
+
+        register(app, "runs", self)
 
     # ------------------------------------------------------------ queries
 
@@ -80,29 +95,66 @@ class RunManager:
     def active_run_id(self, session_id: str):
         """The session's active run: this process's, or one a live process still writes.
 
-        A non-terminal journal whose lock is free is recovered on the way (its writer died).
+        A run whose writer died is finished on the way (its log settles).
         """
         run_id = self._by_session.get(session_id)
         if run_id is not None:
             return run_id
-        run_ids = self.data_dir.run_ids(session_id)
+        run_ids = self.logs.runs(session_id)
         if not run_ids:
             return None
-        last = run_ids[-1]
-        path = self.data_dir.journal_path(session_id, last)
+        return run_ids[-1] if self._running(session_id, run_ids[-1]) else None
+
+    def active_runs(self) -> dict:
+        """``{session_id: run_id}`` of every active run, from the store's unfinished runs
+        (no scan of the sessions)."""
+        active = {}
+        for session_id, run_id in self.logs.unfinished():
+            if session_id in active:
+                continue
+            if run_id in self._runs or self._running(session_id, run_id):
+                active[session_id] = run_id
+        return active
+
+    def _running(self, session_id: str, run_id: str) -> bool:
         try:
-            _, record = journal_state(path)
-        except FileNotFoundError:
-            return None
-        if record is not None and is_terminal(record):
-            return None
-        return last if recover(path) == "locked" else None
+            with self.logs.open(run_id, session_id) as run_log:
+                _, last = run_log.tail()
+        except (LogNotFound, OSError):
+            return False
+        return not is_terminal(last)
+
+    def locate(self, run_id: str) -> RunLocation:
+        """Where a run lives: its log, or the transcript it was compacted into. O(1) in the
+        number of sessions: the store knows a run's session. NotFound when in neither."""
+        session_id = self.logs.locate(run_id)
+        if session_id is None:
+            raise NotFound(run_id)
+        try:
+            with self.logs.open(run_id, session_id) as run_log:
+                committed, last = run_log.tail()
+        except LogNotFound:
+            pass
+        else:
+            status = last["type"].split(".", 1)[1] if is_terminal(last) else "running"
+            return RunLocation(session_id, status, committed, compacted=False)
+        try:
+            assistant = self.transcripts.read(session_id).assistant(run_id)
+        except OSError:
+            assistant = None
+        if assistant is None:
+            raise NotFound(run_id)
+        try:
+            offset = int(str(assistant.get("cursor", ":0")).rsplit(":", 1)[1])
+        except ValueError:
+            offset = 0
+        return RunLocation(session_id, assistant.get("status"), offset, compacted=True)
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self, session_id: str, text: str, attachments=(), agent_name: str = DEFAULT_AGENT) -> dict:
+    def start(self, session_id: str, text: str, attachments=(), agent_name: str = None, replaces: str = None) -> dict:
         """Start a run; return ``{run_id, cursor}`` once ``run.started`` is durable."""
-        agent = self.agents.get(agent_name)
+        agent = self.agents.get(agent_name or self.default_agent)
         if agent is None:
             raise UnknownAgent(agent_name)
         previous = self._runs.get(self._by_session.get(session_id))
@@ -110,16 +162,20 @@ class RunManager:
             # Its terminal record is being written: a client that saw it may already send
             # the next message, which must not be refused as a conflict.
             previous.done.wait(CANCEL_WAIT_SECONDS)
-        with self._lock, self._starting(session_id):
+        with self._lock, self.logs.session_lock(session_id):
             if self._shutting_down:
                 raise ShuttingDown()
+            if not self.sessions.exists(session_id):
+                raise NotFound(session_id)  # deleted meanwhile: never a journal without a session
             active = self.active_run_id(session_id)
             if active is not None:
                 raise RunConflict(active)
-            run_id = new_run_id()
-            existing = self.data_dir.run_ids(session_id)
+            if replaces is not None and replaces not in self.views.session_runs(session_id).tree:
+                raise InvalidReplaces(replaces)
+            run_id = new_run_id(session_id)
+            existing = self.logs.runs(session_id)
             while existing and run_id <= existing[-1]:
-                run_id = new_run_id()  # another process's clock ran ahead: stay sorted
+                run_id = new_run_id(session_id)  # another process's clock ran ahead: stay sorted
             filters = self.redaction.for_run()
             started = {
                 "type": "run.started",
@@ -129,61 +185,49 @@ class RunManager:
                 "user": {"id": f"{run_id}-user", "text": text, "attachments": list(attachments)},
                 "agent": {"name": agent.name, "model": agent.model},
             }
+            if replaces is not None:
+                started["replaces"] = replaces
             (record,) = filters.process(started)
-            writer = self._create_journal(session_id, run_id, record)
+            try:
+                writer = self.logs.create(session_id, run_id, record)
+            except LogExists:
+                raise RunConflict(run_id) from None
             run = _Run(run_id, session_id, writer)
             self._runs[run_id] = run
             self._by_session[session_id] = run_id
-        self.sessions.update(session_id)
-        self._fire(run)
-        request = AgentRequest(
-            session_id=session_id,
-            run_id=run_id,
-            text=text,
-            attachments=tuple(
-                {key: item.get(key) for key in ("id", "name", "mime", "size")} for item in attachments
-            ),
-            history=tuple(self.history(session_id, before_run=run_id)),
-        )
-        run.thread = threading.Thread(
-            target=self._execute, args=(run, agent, request, filters), name=f"run-{run_id}", daemon=True
-        )
-        run.thread.start()
-        return {"run_id": run_id, "cursor": f"{run_id}:0"}
-
-    @contextlib.contextmanager
-    def _starting(self, session_id: str):
-        """Exclusive across processes while a run of the session starts: a second ``serve``
-        on the same data dir sees the first one's run (its journal, locked) or waits."""
-        path = self.data_dir.start_lock_path(session_id)
-        ensure_dir(path.parent)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        # From here on the run exists: any failure before its thread runs still ends it.
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    time.sleep(0.005)  # held for one start (milliseconds); never block the loop
-            yield
-        finally:
-            os.close(fd)
-
-    def _create_journal(self, session_id: str, run_id: str, record: dict) -> JournalWriter:
-        path = self.data_dir.journal_path(session_id, run_id)
-        for attempt in (1, 2):
-            ensure_dir(path.parent)
-            try:
-                return JournalWriter.create(path, record, self.durability)
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
-                # compaction removed the emptied journal directory in between: make it again
+            self._touch_session(session_id)
+            tree = self.views.session_runs(session_id).tree
+            first_turn = run_id not in tree or not tree.before(run_id)
+            history = ()
+            if getattr(agent, "uses_history", True):
+                history = tuple(self.views.history(session_id, before_run=run_id))
+            request = AgentRequest(
+                session_id=session_id,
+                run_id=run_id,
+                text=text,
+                attachments=tuple(
+                    {key: item.get(key) for key in ("id", "name", "mime", "size")} for item in attachments
+                ),
+                history=history,
+                first_turn=first_turn,
+            )
+            run.thread = threading.Thread(
+                target=self._execute, args=(run, agent, request, filters), name=f"run-{run_id}", daemon=True
+            )
+            run.thread.start()
+        except BaseException as error:
+            log.exception("run %s could not start", run_id)
+            self._end(run, filters, {"type": "run.failed", "error": {
+                "type": type(error).__name__, "message": f"the run could not start: {error}"}})
+            raise
+        return {"run_id": run_id, "cursor": f"{run_id}:0"}
 
     def cancel(self, run_id: str, by: str = "user") -> None:
         """Ask a local run to stop and wait (bounded) until its terminal record is written.
 
-        Idempotent: cancelling a finished run does nothing. A dead run is recovered.
+        Idempotent: cancelling a finished run does nothing. A dead run is finished.
         """
         run = self._runs.get(run_id)
         if run is not None:
@@ -192,15 +236,14 @@ class RunManager:
             run.cancel.set()
             run.done.wait(CANCEL_WAIT_SECONDS)
             return
-        session_id = self.data_dir.find_run_session(run_id)
-        if session_id is None:
+        try:
+            with self.logs.open(run_id) as run_log:
+                _, last = run_log.tail()
+                if is_terminal(last) or not run_log.owner_alive():
+                    return
+        except LogNotFound:
             return
-        path = self.data_dir.journal_path(session_id, run_id)
-        _, record = journal_state(path)
-        if record is not None and is_terminal(record):
-            return
-        if recover(path) == "locked":
-            raise RunNotOwned(run_id)
+        raise RunNotOwned(run_id)
 
     def shutdown(self, timeout: float = 3.0) -> None:
         """End every local run with a terminal record (``run.interrupted``, reason shutdown)."""
@@ -212,7 +255,6 @@ class RunManager:
         deadline = time.monotonic() + timeout
         for run in runs:
             run.done.wait(max(0.0, deadline - time.monotonic()))
-        self.durability.stop()
 
     # ------------------------------------------------------------ execution
 
@@ -228,37 +270,44 @@ class RunManager:
         except Exception as exc:  # the agent or provider failed: the run says why
             log.warning("run %s failed: %s", run.run_id, exc)
             terminal = {"type": "run.failed", "error": {"type": type(exc).__name__, "message": str(exc)}}
+        if terminal is None:
+            if run.cancel.is_set() and run.cancelled_by is None:
+                terminal = {"type": "run.interrupted", "reason": "server shutdown"}
+            elif run.cancel.is_set():
+                terminal = {"type": "run.cancelled", "by": run.cancelled_by}
+            else:
+                terminal = {"type": "run.completed"}
+        self._end(run, filters, terminal)
+
+    def _end(self, run: _Run, filters, terminal: dict) -> None:
+        """Write the terminal record (durably), close the writer, forget the run."""
         try:
             for record in filters.finish():
-                self._write(run, record)
-            if terminal is None:
-                if run.cancel.is_set() and run.cancelled_by is None:
-                    terminal = {"type": "run.interrupted", "reason": "server shutdown"}
-                elif run.cancel.is_set():
-                    terminal = {"type": "run.cancelled", "by": run.cancelled_by}
-                else:
-                    terminal = {"type": "run.completed"}
+                run.writer.append(record)
             terminal["ts"] = time.time()
             # Metadata first: whoever sees the terminal record sees the final activity time.
             self._touch_session(run.session_id)
             run.finishing = True
             for record in filters.process(terminal):
-                self._write(run, record, durable=True)
+                run.writer.append(record, durable=True)
         except Exception:
             log.exception("run %s: could not write its terminal record", run.run_id)
         finally:
-            run.writer.close()
+            try:
+                run.writer.close()
+            except OSError:
+                log.exception("run %s: could not close its log", run.run_id)
             with self._lock:
                 self._runs.pop(run.run_id, None)
                 if self._by_session.get(run.session_id) == run.run_id:
                     del self._by_session[run.session_id]
             run.done.set()
-            self._fire(run)
+            self.logs.notify_session(run.session_id)
 
     def _touch_session(self, session_id: str) -> None:
         try:
             self.sessions.update(session_id)
-        except Exception:  # deleted meanwhile
+        except (NotFound, Damaged, OSError):  # deleted or unreadable meanwhile
             pass
 
     def _append(self, run: _Run, filters, event: dict) -> None:
@@ -266,46 +315,10 @@ class RunManager:
         record.update((key, value) for key, value in event.items() if key not in ("type", "ts"))
         for bounded in bound_record(record):
             for ready in filters.process(bounded):
-                self._write(run, ready)
+                run.writer.append(ready)
                 if ready["type"] == "title" and ready.get("title"):
                     try:
                         self.sessions.update(run.session_id, title=ready["title"])
-                    except Exception:  # the session was deleted meanwhile
+                    except (NotFound, Damaged, OSError):  # deleted or unreadable meanwhile
                         continue
                     self.on_session_changed(run.session_id)
-
-    def _write(self, run: _Run, record: dict, durable: bool = False) -> None:
-        run.writer.append(record, durable=durable)
-        self._fire(run)
-
-    def _fire(self, run: _Run) -> None:
-        self.beacons.fire(("run", run.run_id))
-        self.beacons.fire(("session", run.session_id))
-
-
-def bound_record(record: dict) -> list:
-    """Keep records bounded: long deltas are split, oversized payloads truncated visibly."""
-    kind = record["type"]
-    if kind in ("text.delta", "reasoning.delta", "tool.output"):
-        text = record.get("text") or ""
-        if len(text) <= MAX_PAYLOAD_CHARS:
-            return [record]
-        return [
-            dict(record, text=text[start:start + MAX_PAYLOAD_CHARS])
-            for start in range(0, len(text), MAX_PAYLOAD_CHARS)
-        ]
-    for field in ("args", "result"):
-        if field in record:
-            record[field] = _truncate_payload(record[field])
-    return [record]
-
-
-def _truncate_payload(value):
-    if isinstance(value, str):
-        if len(value) <= MAX_PAYLOAD_CHARS:
-            return value
-        return value[:MAX_PAYLOAD_CHARS] + f"\n…[truncated: {len(value) - MAX_PAYLOAD_CHARS} more characters]"
-    encoded = json.dumps(value, ensure_ascii=False, default=str)
-    if len(encoded) <= MAX_PAYLOAD_CHARS:
-        return value
-    return encoded[:MAX_PAYLOAD_CHARS] + f"\n…[truncated: {len(encoded) - MAX_PAYLOAD_CHARS} more characters]"

@@ -22,7 +22,8 @@ def serve(config) -> int:
     import gevent.event
     from gevent.pywsgi import WSGIServer
 
-    from hermes_web.app import create_app
+    from hermes_web.app import create_app, shutdown
+    from hermes_web.services import find_service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.umask(0o077)  # files 0600, directories 0700, whatever creates them
@@ -34,7 +35,6 @@ def serve(config) -> int:
         return hub.threadpool.apply(function, args)
 
     app = create_app(config, offload=offload)
-    hermes = app.extensions["hermes"]
 
     class Server(WSGIServer):
         def handle(self, sock, address):
@@ -51,10 +51,10 @@ def serve(config) -> int:
         gevent.signal_handler(signum, stopping.set)
     server.start()
     print(f"hermes_web serving http://{config.host}:{server.server_port}/ "
-          f"(data dir {os.path.abspath(config.data_dir)}, {hermes.watcher.mode} watcher)", flush=True)
+          f"(data dir {os.path.abspath(config.data_dir)}, {find_service(app, 'logs').watcher.mode} watcher)", flush=True)
     stopping.wait()
     print("hermes_web shutting down: ending active runs", file=sys.stderr, flush=True)
-    hermes.runs.shutdown()
+    shutdown(app)
     server.stop(timeout=1)
     return 0
 

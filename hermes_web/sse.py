@@ -1,6 +1,6 @@
 """Server-Sent Events framing (PROTOCOL 2.2). Pure: bytes in, bytes out."""
 
-import json
+from hermes_web.codec import encode_line
 
 HEADERS = {
     # Exactly the media type PROTOCOL 2.2 names; SSE is UTF-8 by definition.
@@ -9,7 +9,6 @@ HEADERS = {
     "X-Accel-Buffering": "no",
 }
 PING = b": ping\n\n"
-_TYPE_PREFIX = b'{"type":"'
 
 
 def format_cursor(run_id: str, offset: int) -> str:
@@ -21,29 +20,23 @@ def retry_frame(retry_ms: int) -> bytes:
     return b"retry: %d\n\n" % retry_ms
 
 
-def record_frame(run_id: str, end_offset: int, line: bytes, record_type: str = None) -> bytes:
+def record_frame(run_id: str, end_offset: int, line: bytes, record_type: str) -> bytes:
     """One journal record as a frame; ``line`` is the record's JSON line without ``\\n``."""
-    if record_type is None:
-        record_type = record_type_of(line)
-    return b"id: %s:%d\nevent: %s\ndata: %s\n\n" % (run_id.encode(), end_offset, record_type.encode(), line)
+    return b"id: %s:%d\nevent: %s\ndata: %s\n\n" % (run_id.encode(), end_offset, event_name(record_type).encode(), line)
+
+
+def damaged_frame(run_id: str, end_offset: int, size: int) -> bytes:
+    """A line that is not a record (PROTOCOL 1.4), with its cursor so offsets stay valid."""
+    return b'id: %s:%d\nevent: record.damaged\ndata: {"type":"record.damaged","bytes":%d}\n\n' % (
+        run_id.encode(), end_offset, size)
 
 
 def event_frame(event: str, data: dict) -> bytes:
     """A session-level frame. It has no ``id``: the client's cursor stays where it was."""
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    return b"event: %s\ndata: %s\n\n" % (event.encode(), payload)
+    return b"event: %s\ndata: %s\n\n" % (event.encode(), encode_line(data)[:-1])
 
 
-def record_type_of(line: bytes) -> str:
-    """The ``type`` of a journal line, cheaply when it comes first (as this server writes it)."""
-    if line.startswith(_TYPE_PREFIX):
-        end = line.find(b'"', len(_TYPE_PREFIX))
-        if end > 0:
-            candidate = line[len(_TYPE_PREFIX):end]
-            if b"\\" not in candidate:
-                return candidate.decode()
-    try:
-        kind = json.loads(line).get("type")
-    except (ValueError, AttributeError):
-        kind = None
-    return kind if isinstance(kind, str) and kind.isprintable() and "\n" not in kind else "message"
+def event_name(record_type: str) -> str:
+    """The frame's ``event`` for a record type: the type itself unless it could break the
+    frame (a line break, an unprintable character), then ``message``."""
+    return record_type if record_type.isprintable() else "message"

@@ -5,6 +5,7 @@ import os
 import time
 from pathlib import Path
 
+from hermes_web.codec import encode_line
 from hermes_web.fsutil import DIR_MODE, atomic_write, ensure_dir
 from hermes_web.ids import is_valid_id
 
@@ -93,18 +94,6 @@ class DataDir:
             return []
         return [name[:-5] for name in names if name.endswith(".json") and is_valid_id(name[:-5])]
 
-    def find_run_session(self, run_id: str):
-        """The session whose journal directory holds ``run_id``, or None."""
-        name = f"{_checked(run_id)}{JOURNAL_SUFFIX}"
-        try:
-            session_ids = os.listdir(self.journals_root)
-        except FileNotFoundError:
-            return None
-        for session_id in session_ids:
-            if is_valid_id(session_id) and os.path.exists(self.journals_root / session_id / name):
-                return session_id
-        return None
-
 
 def _checked(identifier: str) -> str:
     if not is_valid_id(identifier):
@@ -112,55 +101,113 @@ def _checked(identifier: str) -> str:
     return identifier
 
 
+class Damaged(Exception):
+    """Session metadata that cannot be read or decoded (PROTOCOL 1.4); ``placeholder`` is
+    what the session is shown as: its id, a placeholder title and ``damaged: true``."""
+
+    def __init__(self, session_id: str, reason: str):
+        super().__init__(f"session {session_id}: {reason}")
+        self.reason = reason
+        self.placeholder = {
+            "id": session_id, "title": "Unreadable chat", "created_at": 0, "updated_at": 0, "damaged": True,
+        }
+
+
+# Metadata read this long after its file last changed is cached by that file's identity;
+# younger files are read again (timestamps are coarse: two writes within one clock tick
+# can leave the same signature).
+METADATA_SETTLE_NS = 100_000_000
+
+
 class SessionStore:
     """Session metadata files (``sessions/<id>.json``), each replaced atomically."""
 
     def __init__(self, data_dir: DataDir):
         self.data_dir = data_dir
+        self._cache = {}  # session_id -> (signature, meta)
 
-    def create(self, session_id: str, title: str = "New chat") -> dict:
+    def create(self, session_id: str, title: str = "New chat", **fields) -> dict:
         now = time.time()
-        meta = {"id": session_id, "title": title, "created_at": now, "updated_at": now}
+        meta = {"id": session_id, "title": title, "created_at": now, "updated_at": now, **fields}
         ensure_dir(self.data_dir.sessions_dir)
         self._write(meta)
         return meta
 
     def get(self, session_id: str) -> dict:
-        """The metadata, or NotFound."""
+        """The metadata; NotFound when there is none, Damaged when it cannot be read."""
+        path = self.data_dir.session_path(session_id)
         try:
-            with open(self.data_dir.session_path(session_id), "rb") as handle:
-                return json.loads(handle.read())
-        except (FileNotFoundError, ValueError):
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self._cache.pop(session_id, None)
             raise NotFound(session_id) from None
+        except OSError as error:
+            raise Damaged(session_id, error.strerror or str(error)) from None
+        try:
+            stat = os.fstat(fd)
+            signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            cached = self._cache.get(session_id)
+            if cached is not None and cached[0] == signature:
+                return dict(cached[1])
+            data = os.read(fd, max(stat.st_size, 1) + 1)
+        except OSError as error:
+            raise Damaged(session_id, error.strerror or str(error)) from None
+        finally:
+            os.close(fd)
+        try:
+            meta = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise Damaged(session_id, "its metadata is not valid JSON") from None
+        if not isinstance(meta, dict) or meta.get("id") != session_id or not isinstance(meta.get("title"), str):
+            raise Damaged(session_id, "its metadata is not a session object")
+        if time.time_ns() - stat.st_mtime_ns > METADATA_SETTLE_NS:
+            self._cache[session_id] = (signature, meta)
+        return dict(meta)
 
     def exists(self, session_id: str) -> bool:
         return self.data_dir.session_path(session_id).exists()
 
     def update(self, session_id: str, **changes) -> dict:
-        """Apply ``changes`` and bump ``updated_at`` (last activity)."""
-        meta = self.get(session_id)
+        """Apply ``changes`` and bump ``updated_at`` (last activity). Damaged metadata is
+        left as it is (Damaged is raised) unless the change names a new title, which
+        rewrites it whole."""
+        try:
+            meta = self.get(session_id)
+        except Damaged as damaged:
+            if "title" not in changes:
+                raise
+            meta = {key: value for key, value in damaged.placeholder.items() if key != "damaged"}
+            meta["created_at"] = meta["updated_at"] = time.time()
         meta.update(changes)
         meta["updated_at"] = max(time.time(), meta.get("updated_at", 0))
         self._write(meta)
         return meta
 
     def list(self) -> list:
-        """All sessions, newest activity first."""
+        """All sessions, newest activity first; damaged ones as their placeholder."""
         sessions = []
         for session_id in self.data_dir.session_ids():
             try:
                 sessions.append(self.get(session_id))
             except NotFound:
                 continue  # deleted while listing
-        sessions.sort(key=lambda meta: meta.get("updated_at", 0), reverse=True)
+            except Damaged as damaged:
+                sessions.append(damaged.placeholder)
+        sessions.sort(key=lambda meta: _sort_time(meta), reverse=True)
         return sessions
 
     def delete(self, session_id: str) -> None:
+        self._cache.pop(session_id, None)
         try:
             os.unlink(self.data_dir.session_path(session_id))
         except FileNotFoundError:
             raise NotFound(session_id) from None
 
     def _write(self, meta: dict) -> None:
-        data = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()
-        atomic_write(self.data_dir.session_path(meta["id"]), data)
+        self._cache.pop(meta["id"], None)
+        atomic_write(self.data_dir.session_path(meta["id"]), encode_line(meta)[:-1])
+
+
+def _sort_time(meta: dict) -> float:
+    value = meta.get("updated_at")
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0

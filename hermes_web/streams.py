@@ -1,76 +1,70 @@
 """SSE streams of runs and sessions: one loop for replay and live delivery.
 
-Each subscriber reads the journal itself from its own byte offset and sleeps on a beacon
-when caught up (see ``wakeup.py``); nothing is buffered per subscriber, so a slow client
-only falls behind itself and a reconnect resumes with a seek.
+Each subscriber reads the run's log from its own byte offset and sleeps on a beacon when
+caught up; a slow client only falls behind itself and a reconnect resumes with a seek.
+Subscribers at the same offset share the frames read there: when an append wakes a
+thousand viewers of one run, the log is read and the frames encoded once.
 """
 
-import os
+import threading
 import time
 
 from hermes_web import sse
-from hermes_web.journal import TERMINAL_TYPES, journal_state, read_lines, recover, writer_alive
-from hermes_web.store import NotFound
+from hermes_web.codec import decode_record
+from hermes_web.logstore import LogNotFound
+from hermes_web.records import TERMINAL_TYPES
+from hermes_web.store import Damaged, NotFound
 
-# How often a tailer of a run written by another process re-checks that the writer lives.
-REMOTE_LIVENESS_SECONDS = 1.0
-WRITER_GONE_RECHECK_SECONDS = 0.05
+# Frames read at this many recent offsets of a run are kept for the other viewers there.
+SHARED_READS_PER_RUN = 4
 
 
 class Streams:
     """Builds the frame generators; validation happens before, in the web layer."""
 
-    def __init__(self, data_dir, sessions, runs, beacons, watcher, redaction, config):
-        self.data_dir = data_dir
+    def __init__(self, logs, sessions, redaction, config):
+        self.logs = logs
         self.sessions = sessions
-        self.runs = runs
-        self.beacons = beacons
-        self.watcher = watcher
         self.redaction = redaction
         self.heartbeat = config.heartbeat_seconds
         self.retry_ms = config.sse_retry_ms
         self._meta_versions = {}
-        self._metadata_watches = {}  # session_id -> _MetadataWatch
+        self._shared = {}  # run_id -> _SharedReads, while someone streams the run
+        self._shared_lock = threading.Lock()
+
+    def init_app(self, app) -> None:
+        from hermes_web.services import register
+
+        register(app, "streams", self)
 
     def note_session_changed(self, session_id: str) -> None:
         """Session metadata changed (rename, title, delete): session streams send a frame."""
         self._meta_versions[session_id] = self._meta_versions.get(session_id, 0) + 1
-        self.beacons.fire(("session", session_id))
-
-    def _metadata_watch(self, session_id: str) -> "_MetadataWatch":
-        watch = self._metadata_watches.get(session_id)
-        if watch is None:
-            watch = self._metadata_watches[session_id] = _MetadataWatch(self, session_id)
-        return watch
+        self.logs.notify_session(session_id)
 
     # ------------------------------------------------------------ run stream
 
-    def run_stream(self, session_id: str, run_id: str, offset: int):
-        """Frames of one run from ``offset`` through its terminal record."""
-        path = self.data_dir.journal_path(session_id, run_id)
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        beacon = self.beacons.get(("run", run_id))
-        liveness = _Liveness(self, run_id, path, fd, beacon)
+    def run_stream(self, run_log, offset: int):
+        """Frames of one run from ``offset`` through its terminal record; owns ``run_log``."""
+        shared = self._share(run_log.run_id)
         try:
             yield sse.retry_frame(self.retry_ms)
             last_sent = time.monotonic()
             while True:
-                generation = beacon.generation
-                frames, offset, finished = self._read_frames(fd, run_id, offset)
+                frames, offset, finished = shared.read(self, run_log, offset)
                 if frames:
                     yield frames
                     if finished:
                         return
                     last_sent = time.monotonic()
                     continue
-                wait = liveness.check()
-                if not beacon.wait_past(generation, min(wait, self.heartbeat)):
+                if not run_log.wait(offset, self.heartbeat):
                     if time.monotonic() - last_sent >= self.heartbeat:
                         yield sse.PING
                         last_sent = time.monotonic()
         finally:
-            liveness.close()
-            os.close(fd)
+            self._unshare(run_log.run_id)
+            run_log.close()
 
     # ------------------------------------------------------------ session stream
 
@@ -78,23 +72,17 @@ class Streams:
         """Frames of a session: ``run_id`` from ``offset`` (or every run from the first when
         ``run_id`` is None), then each later run as it starts. Never ends by itself except
         when the session is deleted."""
-        beacon = self.beacons.get(("session", session_id))
-        journals_dir = self.data_dir.journals_dir(session_id)
-        self.watcher.watch(journals_dir, beacon)  # runs started by another process
-        # Renames and deletions made through another process on the same data dir.
-        metadata_path = self.data_dir.session_path(session_id)
-        metadata_watch = self._metadata_watch(session_id)
-        self.watcher.watch(metadata_path, metadata_watch)
+        watch = self.logs.session_watch(session_id, on_metadata=lambda: self._bump_metadata(session_id))
         meta_version = self._meta_versions.get(session_id, 0)
         sent_meta = None
-        fd = None
-        liveness = None
+        run_log = None
+        shared = None
         finished = run_finished or run_id is None
         try:
             yield sse.retry_frame(self.retry_ms)
             last_sent = time.monotonic()
             while True:
-                generation = beacon.generation
+                watch.mark()
                 progressed = False
                 version = self._meta_versions.get(session_id, 0)
                 if version != meta_version:
@@ -104,26 +92,27 @@ class Streams:
                     except NotFound:
                         yield sse.event_frame("session.deleted", {"id": session_id})
                         return
+                    except Damaged as damaged:
+                        meta = damaged.placeholder
                     if meta != sent_meta:  # a local change is also seen by the watcher
                         sent_meta = meta
-                        yield sse.event_frame("session.updated", meta)
+                        yield sse.event_frame("session.updated", self._outgoing_meta(meta))
                         progressed = True
-                if not finished and fd is None:
+                if not finished and run_log is None:
                     try:
-                        path = self.data_dir.journal_path(session_id, run_id)
-                        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                        liveness = _Liveness(self, run_id, path, fd, beacon)
-                    except FileNotFoundError:
+                        run_log = self.logs.open(run_id, session_id)
+                        shared = self._share(run_id)
+                    except LogNotFound:
                         finished = True  # compacted or deleted meanwhile: go on after it
-                if fd is not None:
-                    frames, offset, finished = self._read_frames(fd, run_id, offset)
+                if run_log is not None:
+                    frames, offset, finished = shared.read(self, run_log, offset)
                     if frames:
                         yield frames
                         progressed = True
                     if finished:
-                        liveness.close()
-                        os.close(fd)
-                        fd, liveness = None, None
+                        run_log.close()
+                        self._unshare(run_id)
+                        run_log = shared = None
                 if finished:
                     following = self._run_after(session_id, run_id)
                     if following is not None:
@@ -132,86 +121,92 @@ class Streams:
                 if progressed:
                     last_sent = time.monotonic()
                     continue
-                wait = liveness.check() if liveness is not None else self.heartbeat
-                if not beacon.wait_past(generation, min(wait, self.heartbeat)):
+                pause = run_log.settle() if run_log is not None else self.heartbeat
+                if not watch.wait(min(pause, self.heartbeat)):
                     if time.monotonic() - last_sent >= self.heartbeat:
                         yield sse.PING
                         last_sent = time.monotonic()
         finally:
-            if fd is not None:
-                liveness.close()
-                os.close(fd)
-            self.watcher.unwatch(journals_dir, beacon)
-            self.watcher.unwatch(metadata_path, metadata_watch)
+            if run_log is not None:
+                run_log.close()
+                self._unshare(run_id)
+            watch.close()
+
+    def _bump_metadata(self, session_id: str) -> None:
+        self._meta_versions[session_id] = self._meta_versions.get(session_id, 0) + 1
+
+    def _outgoing_meta(self, meta: dict) -> dict:
+        return self.redaction.value(meta) if self.redaction.on_read else meta
 
     def _run_after(self, session_id: str, run_id):
-        for candidate in self.data_dir.run_ids(session_id):
+        for candidate in self.logs.runs(session_id):
             if run_id is None or candidate > run_id:
                 return candidate
         return None
 
-    def _read_frames(self, fd: int, run_id: str, offset: int):
+    # ------------------------------------------------------------ shared reads
+
+    def _share(self, run_id: str) -> "_SharedReads":
+        with self._shared_lock:
+            shared = self._shared.get(run_id)
+            if shared is None:
+                shared = self._shared[run_id] = _SharedReads()
+            shared.subscribers += 1
+            return shared
+
+    def _unshare(self, run_id: str) -> None:
+        with self._shared_lock:
+            shared = self._shared.get(run_id)
+            if shared is not None:
+                shared.subscribers -= 1
+                if shared.subscribers <= 0:
+                    del self._shared[run_id]
+
+    def frames_after(self, run_log, offset: int):
         """``(frames, offset, finished)`` for the complete records after ``offset``.
 
         All the records read go out in one write: a viewer that fell behind catches up
-        with one send, not one per record. Nothing after a terminal record is read.
+        with one send, not one per record. Nothing after a terminal record is read. A
+        damaged line (PROTOCOL 1.4) becomes a ``record.damaged`` frame with its cursor.
         """
         frames = []
-        for line, end_offset in read_lines(fd, offset):
-            kind = sse.record_type_of(line)
-            frames.append(self._frame(run_id, end_offset, line, kind))
+        run_id = run_log.run_id
+        redact = self.redaction.record_line if self.redaction.on_read else None
+        for line, end_offset in run_log.read(offset):
             offset = end_offset
+            record = decode_record(line)
+            if record is None:
+                frames.append(sse.damaged_frame(run_id, end_offset, len(line) + 1))
+                continue
+            kind = record["type"]
+            frames.append(sse.record_frame(run_id, end_offset, redact(record) if redact else line, kind))
             if kind in TERMINAL_TYPES:
                 return b"".join(frames), offset, True
         return b"".join(frames), offset, False
 
-    def _frame(self, run_id: str, end_offset: int, line: bytes, kind: str) -> bytes:
-        if self.redaction.on_read:
-            line = self.redaction.line(line)
-        return sse.record_frame(run_id, end_offset, line, kind)
 
+class _SharedReads:
+    """The last few reads of one run, by start offset, shared by its viewers."""
 
-class _MetadataWatch:
-    """Stands in a :class:`Watcher` for a session's metadata file: a change on disk is a
-    session change for this process's streams (``fire`` is what the watcher calls)."""
+    __slots__ = ("subscribers", "lock", "reads")
 
-    def __init__(self, streams: Streams, session_id: str):
-        self._streams = streams
-        self._session_id = session_id
+    def __init__(self):
+        self.subscribers = 0
+        self.lock = threading.Lock()
+        self.reads = {}  # start offset -> (frames, end offset, finished)
 
-    def fire(self) -> None:
-        self._streams.note_session_changed(self._session_id)
-
-
-class _Liveness:
-    """Makes sure a tailed run can still progress: a local writer wakes the beacon by
-    itself; a writer in another process is watched on disk; a dead writer is recovered."""
-
-    def __init__(self, streams: Streams, run_id: str, path, fd: int, beacon):
-        self._streams = streams
-        self._run_id = run_id
-        self._path = path
-        self._fd = fd
-        self._beacon = beacon
-        self._watching = False
-
-    def check(self) -> float:
-        """Return how long the caller may sleep before checking again."""
-        if self._streams.runs.is_local(self._run_id):
-            return self._streams.heartbeat
-        if writer_alive(self._fd):
-            if not self._watching:
-                self._streams.watcher.watch(self._path, self._beacon)
-                self._watching = True
-            return REMOTE_LIVENESS_SECONDS
-        _, last = journal_state(self._path)
-        if last is None or last.get("type") not in TERMINAL_TYPES:
-            recover(self._path)  # its writer died: end the run so tailers finish
-        # The writer is gone: what remains to read is already on disk. A short pause, not
-        # zero, so a journal that cannot be finished (recovery failing) is no busy loop.
-        return WRITER_GONE_RECHECK_SECONDS
-
-    def close(self) -> None:
-        if self._watching:
-            self._streams.watcher.unwatch(self._path, self._beacon)
-            self._watching = False
+    def read(self, streams: Streams, run_log, offset: int):
+        cached = self.reads.get(offset)
+        if cached is not None:
+            # What the read saw covers every append before its mark: the viewer's next
+            # wait starts from there, as if it had read the log itself.
+            run_log.adopt(cached[3])
+            return cached[:3]
+        mark = run_log.mark()
+        result = streams.frames_after(run_log, offset)
+        if result[0]:
+            with self.lock:
+                self.reads[offset] = (*result, mark)
+                while len(self.reads) > SHARED_READS_PER_RUN:
+                    del self.reads[next(iter(self.reads))]
+        return result

@@ -133,6 +133,11 @@ class UploadStore:
         self.config = config
         self._sweep_stale_incoming()
 
+    def init_app(self, app) -> None:
+        from hermes_web.services import register
+
+        register(app, "uploads", self)
+
     @property
     def limit(self) -> int:
         return self.config.max_upload_bytes

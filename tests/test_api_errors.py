@@ -234,6 +234,8 @@ def test_session_crud(server):
     # The compatibility route answers the same view.
     status, view, _ = server.api("GET", f"/api/sessions/{first}")
     status_compat, compat, _ = server.api("GET", f"/api/session?session_id={first}")
+    # The paged view adds has_more (PROTOCOL 2.6); the compatibility route keeps the v1 shape.
+    assert view.pop("has_more") is False and "before" not in view
     assert status == status_compat == 200 and compat == view and len(view["messages"]) == 2
     # Delete: metadata, journals and transcript gone; open session streams learn it.
     transcript = server.data_dir / "transcripts" / f"{first}.jsonl"

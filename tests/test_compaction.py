@@ -22,19 +22,13 @@ from hermes_web.compaction import CompactionLock, Options, compact
 from hermes_web.ids import new_run_id
 from hermes_web.journal import Durability, JournalWriter, recover
 from hermes_web.store import DataDir, SessionStore
+from hermes_web.filestore import FileLogStore
+from hermes_web.transcripts import TranscriptStore
 from hermes_web.views import SessionViews
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUR = 3600.0
 CRASH_EXIT = 86
-
-
-class _NoLocalRuns:
-    """This test process writes no run: every unfinished journal is someone else's."""
-
-    @staticmethod
-    def is_local(run_id):
-        return False
 
 
 def write_run(data_dir: DataDir, session_id: str, text: str, ended_ago: float = 2 * HOUR,
@@ -95,7 +89,7 @@ def build_workload(root: Path):
 def views_of(data_dir: DataDir, dead_run: str = None) -> dict:
     """Every session's view as JSON text; a dead run's end time and offsets (written by
     whichever reader recovered it) are masked."""
-    views = SessionViews(data_dir, SessionStore(data_dir), _NoLocalRuns())
+    views = SessionViews(FileLogStore(data_dir, Durability("terminal")), TranscriptStore(data_dir), SessionStore(data_dir))
     out = {}
     for session_id in sorted(data_dir.session_ids()):
         view = views.view(session_id)

@@ -5,7 +5,9 @@ import json
 import time
 
 from hermes_web.ids import new_run_id
-from hermes_web.journal import TERMINAL_TYPES, encode_record, read_entries
+from hermes_web.codec import encode_record
+from hermes_web.journal import read_entries
+from hermes_web.records import TERMINAL_TYPES
 from tests.support import SseClient, journal_lines
 
 STREAM_TIMEOUT = 30.0
@@ -88,7 +90,7 @@ def test_kill9_mid_run_then_restart_interrupts_the_run_and_keeps_its_partial_tex
 
 def write_dead_journal(data_dir, session_id, torn=b'{"type":"text.delta","ts":3.0,"text":"half a li'):
     """A journal whose writer died mid-line: run.started, two deltas, half a line, no lock."""
-    run_id = new_run_id()
+    run_id = new_run_id(session_id)
     journals = data_dir / "journals" / session_id
     journals.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = journals / f"{run_id}.jsonl"

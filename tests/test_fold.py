@@ -3,7 +3,7 @@
 import pytest
 
 from hermes_web.fold import RunFold, fold
-from hermes_web.journal import encode_record
+from hermes_web.codec import encode_record
 
 
 def started(run_id="r1", text="hi", attachments=()):

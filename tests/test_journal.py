@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from hermes_web import journal
+from hermes_web import codec, journal
 from hermes_web.fsutil import ensure_dir
+from hermes_web.codec import encode_record
 from hermes_web.journal import (
     Durability,
     JournalError,
     JournalWriter,
-    encode_record,
     is_line_boundary,
     journal_state,
     read_entries,
@@ -345,8 +345,8 @@ def test_encode_record_is_one_compact_line_even_with_newlines_inside():
     assert line.count(b"\n") == 1 and line.endswith(b"\n")
     assert b", " not in line and b": " not in line
     assert json.loads(line)["text"] == "a\nb\r\n\u2028ü"
-    with pytest.raises(journal.RecordTooLarge):
-        encode_record({"type": "text.delta", "text": "x" * journal.MAX_RECORD_BYTES})
+    with pytest.raises(codec.RecordTooLarge):
+        encode_record({"type": "text.delta", "text": "x" * codec.MAX_RECORD_BYTES})
 
 
 def test_an_existing_world_readable_data_root_is_made_private(tmp_path):

@@ -7,7 +7,8 @@ import json
 import time
 
 from hermes_web.agents.demo import _TOOL_PAUSES
-from hermes_web.journal import TERMINAL_TYPES, read_entries
+from hermes_web.journal import read_entries
+from hermes_web.records import TERMINAL_TYPES
 from tests.support import SseClient, journal_lines
 
 STREAM_TIMEOUT = 30.0

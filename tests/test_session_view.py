@@ -77,7 +77,7 @@ def test_view_of_a_session_lists_its_runs_in_order_with_user_and_assistant_turns
     status, empty, _ = server.api("GET", f"/api/sessions/{session_id}")
     assert status == 200
     assert (empty["messages"], empty["active_run"], empty["cursor"]) == ([], None, None)
-    assert set(empty) == {"id", "title", "created_at", "updated_at", "messages", "active_run", "cursor"}
+    assert set(empty) == {"id", "title", "created_at", "updated_at", "messages", "active_run", "cursor", "has_more"}
     run_ids = []
     for text in ("first question", "second question"):
         run_ids.append(server.start_run(session_id, text)["run_id"])

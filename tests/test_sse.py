@@ -9,10 +9,15 @@ from hermes_web import sse
 
 def test_record_frame_carries_id_event_and_the_line_verbatim():
     line = b'{"type":"text.delta","ts":1.5,"text":"a\\nb"}'
-    assert sse.record_frame("r1", 120, line) == (
+    assert sse.record_frame("r1", 120, line, "text.delta") == (
         b'id: r1:120\nevent: text.delta\ndata: {"type":"text.delta","ts":1.5,"text":"a\\nb"}\n\n')
     assert sse.record_frame("r1", 120, line, "custom") == (
         b"id: r1:120\nevent: custom\ndata: " + line + b"\n\n")
+
+
+def test_a_damaged_line_is_a_frame_with_its_cursor_and_size():
+    assert sse.damaged_frame("r1", 200, 17) == (
+        b'id: r1:200\nevent: record.damaged\ndata: {"type":"record.damaged","bytes":17}\n\n')
 
 
 def test_retry_ping_and_session_frames():
@@ -24,18 +29,15 @@ def test_retry_ping_and_session_frames():
     assert sse.format_cursor("r1", 0) == "r1:0"
 
 
-@pytest.mark.parametrize("line, expected", [
-    (b'{"type":"run.started","ts":1}', "run.started"),
-    (b'{"ts":1,"type":"tool.finished"}', "tool.finished"),  # not first: parsed
-    (b'{"type":"a\\"b","ts":1}', 'a"b'),  # escaped: parsed, still printable
-    (b'{"type":"a\\nb"}', "message"),  # a newline would break the frame
-    (b'{"type":5}', "message"),
-    (b'{"ts":1}', "message"),
-    (b"[1,2]", "message"),
-    (b"not json", "message"),
+@pytest.mark.parametrize("record_type, expected", [
+    ("run.started", "run.started"),
+    ('a"b', 'a"b'),  # printable: kept
+    ("a\nb", "message"),  # a newline would break the frame
+    ("a\rb", "message"),
+    ("\u2028", "message"),
 ])
-def test_record_type_of(line, expected):
-    assert sse.record_type_of(line) == expected
+def test_event_name(record_type, expected):
+    assert sse.event_name(record_type) == expected
 
 
 def test_headers_forbid_caching_and_proxy_buffering():
@@ -44,5 +46,5 @@ def test_headers_forbid_caching_and_proxy_buffering():
         "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",
     }
-    frame = sse.record_frame("r", 3, json.dumps({"type": "x"}).encode())
+    frame = sse.record_frame("r", 3, json.dumps({"type": "x"}).encode(), "x")
     assert frame.endswith(b"\n\n") and frame.count(b"\n") == 4

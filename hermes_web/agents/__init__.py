@@ -20,4 +20,9 @@ def build_agents(config) -> dict:
 
 DEFAULT_AGENT = "demo"
 
-__all__ = ["Agent", "AgentRequest", "UnknownAgent", "DemoAgent", "OpenAICompatibleAgent", "build_agents", "DEFAULT_AGENT"]
+
+def default_agent_name(config, agents: dict) -> str:
+    """The agent a run uses when it names none."""
+    return DEFAULT_AGENT
+
+__all__ = ["Agent", "AgentRequest", "UnknownAgent", "DemoAgent", "OpenAICompatibleAgent", "build_agents", "default_agent_name", "DEFAULT_AGENT"]

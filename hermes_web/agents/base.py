@@ -17,7 +17,10 @@ class AgentRequest:
     run_id: str
     text: str
     attachments: tuple = ()  # ({id, name, mime, size}, ...)
-    history: tuple = ()  # earlier messages of the session, as in the session view
+    # Earlier messages of the active branch, as in the session view; empty for an agent
+    # whose ``uses_history`` is False (it is never built for it).
+    history: tuple = ()
+    first_turn: bool = True  # nothing precedes this turn on its branch (title it)
 
 
 class Agent(Protocol):
@@ -28,6 +31,7 @@ class Agent(Protocol):
 
     name: str
     model: str
+    uses_history: bool  # False: the run never builds the session history for this agent
 
     def stream(self, request: AgentRequest, cancel: threading.Event) -> Iterator[dict]:
         ...

@@ -23,12 +23,13 @@ _TOOL_PAUSES = 15
 class DemoAgent:
     name = "demo"
     model = "demo"
+    uses_history = False  # it answers each message on its own
 
     def __init__(self, delay_seconds: float = 0.04):
         self.delay_seconds = delay_seconds
 
     def stream(self, request: AgentRequest, cancel: threading.Event):
-        if not request.history:
+        if request.first_turn:
             yield {"type": "title", "title": title_for(request.text)}
         words = request.text.split()
         reasoning = (

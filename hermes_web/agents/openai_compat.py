@@ -39,7 +39,7 @@ class OpenAICompatibleAgent:
         self._timeout = timeout
 
     def stream(self, request: AgentRequest, cancel: threading.Event):
-        if not request.history:
+        if request.first_turn:
             yield {"type": "title", "title": title_for(request.text)}
         connection_class = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
         connection = connection_class(self._host, self._port, timeout=self._timeout)

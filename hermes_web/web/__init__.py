@@ -1,1 +1,1 @@
-"""The web layer: Flask blueprints over the services in ``hermes_web.app.Hermes``."""
+"""The web layer: Flask blueprints over the services registered in ``hermes_web.app``."""

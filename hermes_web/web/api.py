@@ -1,12 +1,13 @@
-"""JSON API: sessions, runs, session views (PROTOCOL 2, 2.1)."""
+"""JSON API: sessions, runs, session views (PROTOCOL 2, 2.1, 2.6)."""
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
-from hermes_web.agents import DEFAULT_AGENT, UnknownAgent
-from hermes_web.ids import new_session_id
-from hermes_web.runs import RunConflict, RunNotOwned, ShuttingDown
+from hermes_web.agents import UnknownAgent
+from hermes_web.runs import InvalidReplaces, RunConflict, RunNotOwned, ShuttingDown
+from hermes_web.services import service
 from hermes_web.store import NotFound
 from hermes_web.uploads import UnknownAttachment
+from hermes_web.views import DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS, InvalidPage
 from hermes_web.web.errors import ApiError
 from hermes_web.web.inputs import checked_id, json_body
 
@@ -17,14 +18,11 @@ MAX_MESSAGE_CHARS = 200_000
 MAX_ATTACHMENTS = 20
 
 
-def hermes():
-    return current_app.extensions["hermes"]
-
-
 def session_or_404(session_id: str) -> dict:
+    """The session's metadata; 400 for a malformed id, 404 for an unknown session."""
     checked_id(session_id, "session")
     try:
-        return hermes().sessions.get(session_id)
+        return service("sessions").get(session_id)
     except NotFound:
         raise ApiError(404, "session_not_found", f"no session {session_id}") from None
 
@@ -42,24 +40,26 @@ def _title_from(body: dict, required: bool):
 def create_session():
     body = json_body(required=False)
     title = _title_from(body, required=False) or "New chat"
-    meta = hermes().sessions.create(new_session_id(), hermes().redaction.text(title))
+    meta = service("sessions").create(service("redaction").text(title))
     return jsonify(meta), 201
 
 
 @blueprint.get("/sessions")
 def list_sessions():
     """A JSON array of session metadata, newest activity first, each with ``active_run``."""
-    service = hermes()
-    sessions = []
-    for meta in service.sessions.list():
-        active = service.runs.active_run_id(meta["id"])
-        sessions.append(dict(meta, active_run={"id": active} if active else None))
-    return jsonify(sessions)
+    return jsonify(_outgoing(service("sessions").list()))
 
 
 @blueprint.get("/sessions/<session_id>")
 def get_session(session_id):
-    return jsonify(_view(session_id))
+    limit = _int_arg("limit", DEFAULT_PAGE_RUNS, 1, MAX_PAGE_RUNS)
+    before = request.args.get("before")
+    if before is not None:
+        checked_id(before, "run")
+    branch = request.args.get("branch")
+    if branch is not None:
+        checked_id(branch, "run")
+    return jsonify(_view(session_id, limit=limit, before=before, branch=branch))
 
 
 @blueprint.get("/session")
@@ -67,27 +67,40 @@ def get_session_compat():
     session_id = request.args.get("session_id")
     if session_id is None:
         raise ApiError(400, "missing_parameter", "session_id is required")
-    return jsonify(_view(session_id))
+    return jsonify(_view(session_id))  # the v1 answer: the whole active branch
 
 
-def _view(session_id: str) -> dict:
+def _int_arg(name: str, default: int, lowest: int, highest: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not lowest <= int(raw) <= highest:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be an integer from {lowest} to {highest}")
+    return int(raw)
+
+
+def _view(session_id: str, **page) -> dict:
     session_or_404(session_id)
-    service = hermes()
     try:
-        view = service.views.view(session_id)
+        view = service("views").view(session_id, **page)
     except NotFound:
         raise ApiError(404, "session_not_found", f"no session {session_id}") from None
-    if service.redaction.on_read:
-        view = service.redaction.value(view)
-    return view
+    except InvalidPage as error:
+        raise ApiError(400, "invalid_page", str(error)) from None
+    return _outgoing(view)
+
+
+def _outgoing(value):
+    """What leaves the server is redacted, also when the data dir holds raw records."""
+    redaction = service("redaction")
+    return redaction.value(value) if redaction.on_read else value
 
 
 @blueprint.patch("/sessions/<session_id>")
 def rename_session(session_id):
     session_or_404(session_id)
     title = _title_from(json_body(), required=True)
-    meta = hermes().sessions.update(session_id, title=hermes().redaction.text(title))
-    hermes().streams.note_session_changed(session_id)
+    meta = service("sessions").update(session_id, title=service("redaction").text(title))
     return jsonify(meta)
 
 
@@ -95,7 +108,7 @@ def rename_session(session_id):
 def delete_session(session_id):
     session_or_404(session_id)
     try:
-        hermes().delete_session(session_id)
+        service("sessions").delete(session_id)
     except RunNotOwned as error:
         raise ApiError(409, "run_active_elsewhere", "another server process is running a turn in this session",
                        run_id=str(error)) from None
@@ -106,6 +119,14 @@ def delete_session(session_id):
 def start_run(session_id):
     session_or_404(session_id)
     body = json_body()
+    replaces = body.get("replaces")
+    if replaces is not None and (not isinstance(replaces, str) or not checked_id(replaces, "run")):
+        raise ApiError(400, "invalid_replaces", "replaces must be the id of a finished run of this session")
+    replaced = _replaced_user_message(session_id, replaces) if replaces is not None else None
+    if replaced is not None and "text" not in body and "attachments" not in body:
+        # Regenerate: the same user turn again (PROTOCOL 1.6).
+        body = dict(body, text=replaced.get("text", ""),
+                    attachments=[item["id"] for item in replaced.get("attachments") or () if item.get("id")])
     text = body.get("text", "")
     if not isinstance(text, str) or len(text) > MAX_MESSAGE_CHARS:
         raise ApiError(400, "invalid_text", f"text must be a string of at most {MAX_MESSAGE_CHARS} characters")
@@ -118,30 +139,45 @@ def start_run(session_id):
         checked_id(attachment_id, "attachment")
     if not text.strip() and not attachment_ids:
         raise ApiError(400, "empty_message", "a message needs text or at least one attachment")
-    agent_name = body.get("agent", DEFAULT_AGENT)
-    if not isinstance(agent_name, str):
+    agent_name = body.get("agent")
+    if agent_name is not None and not isinstance(agent_name, str):
         raise ApiError(400, "unknown_agent", "agent must be a string")
-    service = hermes()
     try:
-        attachments = service.uploads.resolve(session_id, attachment_ids)
+        attachments = service("uploads").resolve(session_id, attachment_ids)
     except UnknownAttachment as error:
         raise ApiError(400, "unknown_attachment", f"no attachment {error} in this session") from None
     try:
-        started = service.runs.start(session_id, text, attachments, agent_name)
+        started = service("runs").start(session_id, text, attachments, agent_name, replaces=replaces)
     except RunConflict as conflict:
         raise ApiError(409, "run_active", f"session already has an active run {conflict.run_id}",
                        run_id=conflict.run_id) from None
+    except InvalidReplaces:
+        raise ApiError(400, "invalid_replaces", "replaces must name a finished run of this session") from None
     except UnknownAgent:
         raise ApiError(400, "unknown_agent", f"no agent named {agent_name!r}") from None
     except ShuttingDown:
         raise ApiError(503, "shutting_down", "the server is shutting down; try again in a moment") from None
+    except NotFound:
+        raise ApiError(404, "session_not_found", f"no session {session_id}") from None
     return jsonify(started), 202
+
+
+def _replaced_user_message(session_id: str, run_id: str):
+    """The user message of the finished run ``run_id`` of this session, or 400."""
+    views = service("views")
+    runs = views.session_runs(session_id)
+    if run_id not in runs.tree:
+        raise ApiError(400, "invalid_replaces", f"no run {run_id} in this session")
+    messages = views.run_messages(session_id, run_id)
+    if not messages or messages[-1].get("status") == "running":
+        raise ApiError(400, "invalid_replaces", f"run {run_id} has not finished")
+    return messages[0]
 
 
 def locate_run(run_id: str):
     """The run's location, or 404 (400 for a malformed id)."""
     try:
-        return hermes().locate_run(checked_id(run_id, "run"))
+        return service("runs").locate(checked_id(run_id, "run"))
     except NotFound:
         raise ApiError(404, "run_not_found", f"no run {run_id}") from None
 
@@ -149,10 +185,11 @@ def locate_run(run_id: str):
 @blueprint.get("/agents")
 def list_agents():
     """The agents a run can name, the default first."""
-    agents = hermes().runs.agents
-    names = sorted(agents, key=lambda name: (name != DEFAULT_AGENT, name))
+    runs = service("runs")
+    agents = runs.agents
+    names = sorted(agents, key=lambda name: (name != runs.default_agent, name))
     return jsonify([
-        {"name": name, "model": agents[name].model, "default": name == DEFAULT_AGENT} for name in names
+        {"name": name, "model": agents[name].model, "default": name == runs.default_agent} for name in names
     ])
 
 
@@ -172,12 +209,12 @@ def _run_resource(run_id: str, location):
 
 @blueprint.post("/runs/<run_id>/cancel")
 def cancel_run(run_id):
-    service = hermes()
+    runs = service("runs")
     location = locate_run(run_id)
     if not location.compacted:
         try:
-            service.runs.cancel(run_id)
+            runs.cancel(run_id)
         except RunNotOwned:
             raise ApiError(409, "run_active_elsewhere", "another server process runs this turn", run_id=run_id) from None
-        location = service.locate_run(run_id)
+        location = locate_run(run_id)
     return _run_resource(run_id, location)

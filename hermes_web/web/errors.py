@@ -6,7 +6,8 @@ import re
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
-from hermes_web.journal import encode_line
+from hermes_web.codec import encode_line
+from hermes_web.services import find_service
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,9 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, **extra):
-    hermes = current_app.extensions.get("hermes")
-    if hermes is not None:
-        message = hermes.redaction.text(message)  # error text can quote user input
+    redaction = find_service(current_app, "redaction")
+    if redaction is not None:
+        message = redaction.text(message)  # error text can quote user input
     # Extra fields (the active run_id of a 409, the session_id of a 410) also stand at the
     # top level, where a client checking a conflict looks first.
     body = {"error": {"code": code, "message": message, **extra}, **extra}

@@ -2,10 +2,11 @@
 
 import json
 
-from flask import current_app, request
+from flask import request
 
 from hermes_web.cursors import CursorError, parse_cursor
 from hermes_web.ids import is_valid_id
+from hermes_web.services import service
 from hermes_web.web.errors import ApiError
 
 
@@ -18,7 +19,7 @@ def checked_id(value: str, kind: str) -> str:
 
 def json_body(required: bool = True) -> dict:
     """The request's JSON object, read with a size limit (413) and parsed strictly (400)."""
-    limit = current_app.extensions["hermes"].config.max_json_bytes
+    limit = service("config").max_json_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
     data = request.stream.read(limit + 1)

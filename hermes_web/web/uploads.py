@@ -15,6 +15,7 @@ from werkzeug.wsgi import wrap_file
 from hermes_web.attachment_markers import attached_file_paths
 from hermes_web.fold import attachment_url
 from hermes_web.safepath import UnsafePath, open_beneath, resolve_inside
+from hermes_web.services import service
 from hermes_web.sniff import HEAD_BYTES, TextDetector, is_inline, sniff_mime, served_content_type
 from hermes_web.uploads import UnknownAttachment, UploadTooLarge, display_name, public_metadata
 from hermes_web.web.api import session_or_404
@@ -36,17 +37,13 @@ BOUNDARY_PATTERN = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\
 SANDBOX_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 
-def hermes():
-    return current_app.extensions["hermes"]
-
-
 # ---------------------------------------------------------------- upload
 
 
 @blueprint.post("/sessions/<session_id>/uploads")
 def upload(session_id):
     session_or_404(session_id)
-    store = hermes().uploads
+    store = service("uploads")
     mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
     if mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "uploads are multipart/form-data with one or more 'file' fields")
@@ -72,9 +69,9 @@ def upload(session_id):
         raise ApiError(400, "malformed_multipart", "the multipart body is malformed") from None
     finally:
         receiving.abort()
-    if not hermes().sessions.exists(session_id):
+    if not service("sessions").exists(session_id):
         # Deleted while the body streamed: take the files with it rather than orphan them.
-        shutil.rmtree(hermes().data_dir.uploads_dir(session_id), ignore_errors=True)
+        shutil.rmtree(service("data_dir").uploads_dir(session_id), ignore_errors=True)
         raise ApiError(404, "session_not_found", f"no session {session_id}")
     attachments = [dict(public_metadata(meta), url=attachment_url(session_id, meta["id"])) for meta in metas]
     return jsonify({"attachments": attachments}), 201
@@ -129,7 +126,7 @@ def _too_large(limit: int, drain: bool) -> ApiError:
 def attachment(session_id, attachment_id):
     session_or_404(session_id)
     checked_id(attachment_id, "attachment")
-    store = hermes().uploads
+    store = service("uploads")
     try:
         meta = store.get(session_id, attachment_id)
         fd = store.open_blob(session_id, meta)
@@ -143,7 +140,7 @@ def raw_file():
     """Compatibility route: a file named by this session's attachments or legacy markers."""
     session_id = request.args.get("session_id", "")
     session_or_404(session_id)
-    store = hermes().uploads
+    store = service("uploads")
     not_found = ApiError(404, "file_not_found", "no such file in this session")  # never echoes the path
     try:
         real_root, parts = resolve_inside(store.real_root(), request.args.get("path", ""))
@@ -174,9 +171,8 @@ def raw_file():
 
 def _referenced_paths(session_id: str) -> set:
     """Real paths the session references: its attachments' content and legacy markers."""
-    service = hermes()
-    referenced = service.uploads.referenced_paths(session_id)
-    for message in service.views.view(session_id)["messages"]:
+    referenced = service("uploads").referenced_paths(session_id)
+    for message in service("views").every_message(session_id):
         if message.get("role") == "user":
             for path in attached_file_paths(message.get("text")):
                 if "\x00" not in path:

@@ -1,0 +1,82 @@
+"""Sessions: create, list, rename and delete, across metadata, run logs, transcripts and
+uploads. The one place that knows everything a session owns."""
+
+import shutil
+
+from hermes_web.ids import new_session_id
+from hermes_web.runs import RunNotOwned
+from hermes_web.store import Damaged, NotFound
+
+
+class Sessions:
+    """The session service of an app."""
+
+    def __init__(self, metadata, logs, transcripts, runs, views, streams, data_dir):
+        self.metadata = metadata
+        self.logs = logs
+        self.transcripts = transcripts
+        self.runs = runs
+        self.views = views
+        self.streams = streams
+        self.data_dir = data_dir
+
+    def init_app(self, app) -> None:
+        from hermes_web.services import register
+
+        register(app, "sessions", self)
+
+    def create(self, title: str = "New chat", **fields) -> dict:
+        return self.metadata.create(new_session_id(), title, **fields)
+
+    def get(self, session_id: str) -> dict:
+        """The metadata (a placeholder for damaged metadata); NotFound when there is none."""
+        try:
+            return self.metadata.get(session_id)
+        except Damaged as damaged:
+            return damaged.placeholder
+
+    def exists(self, session_id: str) -> bool:
+        return self.metadata.exists(session_id)
+
+    def list(self) -> list:
+        """Every session, newest activity first, each with ``active_run``."""
+        active = self.runs.active_runs()
+        return [
+            dict(meta, active_run={"id": active[meta["id"]]} if meta["id"] in active else None)
+            for meta in self.metadata.list()
+        ]
+
+    def update(self, session_id: str, **changes) -> dict:
+        """Change metadata fields (a new title repairs damaged metadata); streams hear it."""
+        meta = self.metadata.update(session_id, **changes)
+        self.streams.note_session_changed(session_id)
+        return meta
+
+    def delete(self, session_id: str) -> None:
+        """Delete a session with its runs, transcript, uploads and archives.
+
+        Under the session lock, so a run cannot start and compaction cannot write the
+        transcript while it goes (no resurrected data, no orphan journal). Its active run
+        is cancelled first; RunNotOwned when another process runs it and cannot be asked.
+        """
+        with self.logs.session_lock(session_id):
+            active = self.runs.active_run_id(session_id)
+            if active is not None:
+                if not self.runs.is_local(active):
+                    raise RunNotOwned(active)
+                self.runs.cancel(active, by="delete")
+            try:
+                compacted = [run_id for run_id, _ in self.transcripts.read(session_id).runs]
+            except OSError:
+                compacted = []
+            try:
+                self.metadata.delete(session_id)
+            except NotFound:
+                pass
+            self.logs.delete_session(session_id, compacted)
+            for path in (self.data_dir.uploads_dir(session_id), self.data_dir.archive_dir(session_id)):
+                shutil.rmtree(path, ignore_errors=True)
+            self.data_dir.transcript_path(session_id).unlink(missing_ok=True)
+        self.data_dir.start_lock_path(session_id).unlink(missing_ok=True)
+        self.views.forget_session(session_id)
+        self.streams.note_session_changed(session_id)

@@ -1,0 +1,133 @@
+"""Durable transcripts: ``transcripts/<session_id>.jsonl``, one session-view message per line,
+written by compaction (PROTOCOL 1.3) and read by the session view, run lookups and search.
+
+A line that does not decode to a message (bit rot, a hand edit, a cut-off write) is skipped
+and counted (PROTOCOL 1.4): the session shows what is whole and says how much is not.
+"""
+
+import collections
+import os
+import threading
+
+from hermes_web.codec import decode_line
+
+# Parsed transcripts kept in memory, bounded by the bytes they were parsed from: a lookup
+# never pins every session's history.
+MAX_CACHED_TRANSCRIPT_BYTES = 32 * 1024 * 1024
+
+
+class Transcript:
+    """One session's transcript, grouped by run: the pairs of messages each run made."""
+
+    __slots__ = ("runs", "by_run", "damaged", "size")
+
+    def __init__(self, runs=(), damaged: int = 0, size: int = 0):
+        self.runs = list(runs)  # [(run_id, [message, ...]), ...] in order
+        self.by_run = {run_id: messages for run_id, messages in self.runs}
+        self.damaged = damaged
+        self.size = size
+
+    @property
+    def messages(self) -> list:
+        return [message for _, messages in self.runs for message in messages]
+
+    def assistant(self, run_id: str):
+        """The assistant message of ``run_id``, or None."""
+        for message in self.by_run.get(run_id, ()):
+            if message.get("role") == "assistant":
+                return message
+        return None
+
+
+EMPTY = Transcript()
+
+
+def parse_transcript(data: bytes) -> Transcript:
+    """Group a transcript's messages by run; count the lines that are not messages."""
+    runs = []
+    current_run = None
+    damaged = 0
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:
+        damaged += 1  # a last line without its newline was cut off mid-write
+        lines.pop()
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            message = decode_line(line)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or not isinstance(message.get("run_id"), str):
+            damaged += 1
+            continue
+        run_id = message["run_id"]
+        if current_run is None or current_run[0] != run_id:
+            current_run = (run_id, [])
+            runs.append(current_run)
+        current_run[1].append(message)
+    return Transcript(runs, damaged, len(data))
+
+
+def transcript_run_ids(path) -> list:
+    """The run ids a transcript file holds (for indexing), in order."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return []
+    return [run_id for run_id, _ in parse_transcript(data).runs]
+
+
+class TranscriptStore:
+    """Reads transcripts, each parsed once per version of the file (LRU of recent ones)."""
+
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self._lock = threading.Lock()
+        self._cache = collections.OrderedDict()  # session_id -> (signature, Transcript)
+        self._cached_bytes = 0
+
+    def read(self, session_id: str) -> Transcript:
+        """The session's transcript (EMPTY when it has none). OSError when unreadable."""
+        path = self.data_dir.transcript_path(session_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self.forget(session_id)
+            return EMPTY
+        try:
+            stat = os.fstat(fd)
+            signature = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            with self._lock:
+                cached = self._cache.get(session_id)
+                if cached is not None and cached[0] == signature:
+                    self._cache.move_to_end(session_id)
+                    return cached[1]
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        transcript = parse_transcript(b"".join(chunks))
+        with self._lock:
+            previous = self._cache.pop(session_id, None)
+            if previous is not None:
+                self._cached_bytes -= previous[1].size
+            self._cache[session_id] = (signature, transcript)
+            self._cached_bytes += transcript.size
+            while self._cached_bytes > MAX_CACHED_TRANSCRIPT_BYTES and len(self._cache) > 1:
+                _, (_, evicted) = self._cache.popitem(last=False)
+                self._cached_bytes -= evicted.size
+        return transcript
+
+    def forget(self, session_id: str) -> None:
+        with self._lock:
+            previous = self._cache.pop(session_id, None)
+            if previous is not None:
+                self._cached_bytes -= previous[1].size
