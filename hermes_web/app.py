@@ -1,6 +1,7 @@
 """The application factory: the one place that wires the services together."""
 
 import logging
+import threading
 
 from flask import Flask
 
@@ -11,6 +12,7 @@ from hermes_web.journal import Durability
 from hermes_web.record_redaction import RecordRedaction
 from hermes_web.redact import Redactor
 from hermes_web.runs import RunManager
+from hermes_web.search import SearchIndex
 from hermes_web.services import register
 from hermes_web.sessions import Sessions
 from hermes_web.store import DataDir, SessionStore
@@ -43,28 +45,44 @@ def create_app(config: Config = None, offload=None) -> Flask:
 
     views = SessionViews(logs, transcripts, metadata)
     register(app, "views", views)
+    search = SearchIndex(logs.index_root / "search.sqlite", redaction.text)
+    search.init_app(app)
     streams = Streams(logs, metadata, redaction, config)
     streams.init_app(app)
     agents = build_agents(config)
     runs = RunManager(logs, metadata, transcripts, views, agents, redaction,
                       on_session_changed=streams.note_session_changed,
-                      default_agent=default_agent_name(config, agents))
+                      default_agent=default_agent_name(config, agents), search=search)
     runs.init_app(app)
-    Sessions(metadata, logs, transcripts, runs, views, streams, data_dir).init_app(app)
+    sessions = Sessions(metadata, logs, transcripts, runs, views, streams, data_dir, search)
+    sessions.init_app(app)
     UploadStore(data_dir, config).init_app(app)
 
     recovered = logs.recover_unfinished()
     if recovered:
         log.warning("recovered %d interrupted run(s)", recovered)
+    if search.needs_build():
+        # An older data dir (or a deleted index): index what it holds, in the background.
+        threading.Thread(target=_build_search, args=(search, sessions, views), name="search-index", daemon=True).start()
 
-    from hermes_web.web import api, errors, events, ui, uploads
+    from hermes_web.web import api, errors, events, exchange, ui, uploads
 
     errors.init_app(app)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(exchange.blueprint)
     app.register_blueprint(events.blueprint)
     app.register_blueprint(uploads.blueprint)
     app.register_blueprint(ui.blueprint)
     return app
+
+
+def _build_search(search, sessions, views) -> None:
+    try:
+        count = search.build(sessions, views)
+    except Exception:
+        log.exception("could not build the search index")
+    else:
+        log.info("search index built: %d message(s)", count)
 
 
 def shutdown(app) -> None:

@@ -25,6 +25,8 @@ class Config:
     demo_delay_ms: int = 40
     max_upload_bytes: int = 20 * 1024 * 1024
     max_json_bytes: int = 1024 * 1024
+    # A session export can be much larger than any other request body.
+    max_import_bytes: int = 64 * 1024 * 1024
     redact_at_rest: bool = True
     heartbeat_seconds: float = 15.0
     sse_retry_ms: int = 2000
@@ -57,6 +59,7 @@ class Config:
             "HERMES_WEB_FSYNC_INTERVAL_MS": ("fsync_interval", lambda v: int(v) / 1000),
             "HERMES_WEB_DEMO_DELAY_MS": ("demo_delay_ms", int),
             "HERMES_WEB_MAX_UPLOAD_MB": ("max_upload_bytes", lambda v: int(float(v) * 1024 * 1024)),
+            "HERMES_WEB_MAX_IMPORT_MB": ("max_import_bytes", lambda v: int(float(v) * 1024 * 1024)),
             "HERMES_WEB_REDACT_AT_REST": ("redact_at_rest", _parse_bool),
             "HERMES_WEB_HEARTBEAT_S": ("heartbeat_seconds", float),
             "HERMES_WEB_OPENAI_BASE_URL": ("openai_base_url", str),

@@ -52,7 +52,7 @@ INDEX_VERSION = "1"
 LISTING_SETTLE_NS = 100_000_000
 # Start-up recovery looks at journals changed since the previous start-up, less this much
 # (clock steps, a previous start that wrote its stamp while a journal was being written).
-RECOVERY_SLACK_NS = 60 * 1_000_000_000
+RECOVERY_SLACK_NS = 2 * 1_000_000_000
 
 
 class FileLogStore:

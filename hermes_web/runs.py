@@ -51,7 +51,7 @@ class RunLocation:
 
 
 class _Run:
-    __slots__ = ("run_id", "session_id", "writer", "cancel", "cancelled_by", "finishing", "done", "thread")
+    __slots__ = ("run_id", "session_id", "writer", "cancel", "cancelled_by", "finishing", "done", "thread", "answer")
 
     def __init__(self, run_id, session_id, writer):
         self.run_id = run_id
@@ -62,13 +62,14 @@ class _Run:
         self.finishing = False
         self.done = threading.Event()
         self.thread = None
+        self.answer = []  # the answer text as written (redacted), for the search index
 
 
 class RunManager:
     """Owns this process's active runs and their writers."""
 
     def __init__(self, logs, sessions, transcripts, views, agents, redaction, on_session_changed,
-                 default_agent: str = "demo"):
+                 default_agent: str = "demo", search=None):
         self.logs = logs
         self.sessions = sessions
         self.transcripts = transcripts
@@ -77,6 +78,7 @@ class RunManager:
         self.default_agent = default_agent
         self.redaction = redaction
         self.on_session_changed = on_session_changed  # session_id -> None
+        self.search = search
         self._lock = threading.Lock()
         self._runs = {}  # run_id -> _Run
         self._by_session = {}  # session_id -> run_id
@@ -198,6 +200,8 @@ class RunManager:
         # From here on the run exists: any failure before its thread runs still ends it.
         try:
             self._touch_session(session_id)
+            if self.search is not None:
+                self.search.add(session_id, run_id, "user", text, started["ts"])
             tree = self.views.session_runs(session_id).tree
             first_turn = run_id not in tree or not tree.before(run_id)
             history = ()
@@ -284,6 +288,11 @@ class RunManager:
         try:
             for record in filters.finish():
                 run.writer.append(record)
+                if record["type"] == "text.delta":
+                    run.answer.append(record.get("text_redacted", record.get("text")) or "")
+            if self.search is not None:
+                # Before the terminal record: whoever sees the run end can find its answer.
+                self.search.add(run.session_id, run.run_id, "answer", "".join(run.answer), time.time())
             terminal["ts"] = time.time()
             # Metadata first: whoever sees the terminal record sees the final activity time.
             self._touch_session(run.session_id)
@@ -316,9 +325,14 @@ class RunManager:
         for bounded in bound_record(record):
             for ready in filters.process(bounded):
                 run.writer.append(ready)
-                if ready["type"] == "title" and ready.get("title"):
+                kind = ready["type"]
+                if kind == "text.delta":
+                    run.answer.append(ready.get("text_redacted", ready.get("text")) or "")
+                elif kind == "title" and ready.get("title"):
                     try:
                         self.sessions.update(run.session_id, title=ready["title"])
                     except (NotFound, Damaged, OSError):  # deleted or unreadable meanwhile
                         continue
                     self.on_session_changed(run.session_id)
+                    if self.search is not None:
+                        self.search.add(run.session_id, "", "title", ready["title"], time.time())

@@ -11,8 +11,9 @@ from hermes_web.store import Damaged, NotFound
 class Sessions:
     """The session service of an app."""
 
-    def __init__(self, metadata, logs, transcripts, runs, views, streams, data_dir):
+    def __init__(self, metadata, logs, transcripts, runs, views, streams, data_dir, search=None):
         self.metadata = metadata
+        self.search = search
         self.logs = logs
         self.transcripts = transcripts
         self.runs = runs
@@ -25,8 +26,14 @@ class Sessions:
 
         register(app, "sessions", self)
 
-    def create(self, title: str = "New chat", **fields) -> dict:
-        return self.metadata.create(new_session_id(), title, **fields)
+    def create(self, title: str = "New chat", session_id: str = None, **fields) -> dict:
+        meta = self.metadata.create(session_id or new_session_id(), title, **fields)
+        self._index_title(meta)
+        return meta
+
+    def _index_title(self, meta: dict) -> None:
+        if self.search is not None:
+            self.search.add(meta["id"], "", "title", meta.get("title") or "", meta.get("updated_at") or 0)
 
     def get(self, session_id: str) -> dict:
         """The metadata (a placeholder for damaged metadata); NotFound when there is none."""
@@ -50,6 +57,8 @@ class Sessions:
         """Change metadata fields (a new title repairs damaged metadata); streams hear it."""
         meta = self.metadata.update(session_id, **changes)
         self.streams.note_session_changed(session_id)
+        if "title" in changes:
+            self._index_title(meta)
         return meta
 
     def delete(self, session_id: str) -> None:
@@ -80,3 +89,5 @@ class Sessions:
         self.data_dir.start_lock_path(session_id).unlink(missing_ok=True)
         self.views.forget_session(session_id)
         self.streams.note_session_changed(session_id)
+        if self.search is not None:
+            self.search.remove_session(session_id)

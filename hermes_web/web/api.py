@@ -4,6 +4,7 @@ from flask import Blueprint, jsonify, request
 
 from hermes_web.agents import UnknownAgent
 from hermes_web.runs import InvalidReplaces, RunConflict, RunNotOwned, ShuttingDown
+from hermes_web.search import MAX_QUERY_CHARS
 from hermes_web.services import service
 from hermes_web.store import NotFound
 from hermes_web.uploads import UnknownAttachment
@@ -180,6 +181,25 @@ def locate_run(run_id: str):
         return service("runs").locate(checked_id(run_id, "run"))
     except NotFound:
         raise ApiError(404, "run_not_found", f"no run {run_id}") from None
+
+
+@blueprint.get("/search")
+def search():
+    """Sessions, user messages and answers that contain ``q``, newest first (PROTOCOL 2.6)."""
+    query = request.args.get("q", "")
+    if not query.strip() or len(query) > MAX_QUERY_CHARS:
+        raise ApiError(400, "invalid_query", f"q must be 1 to {MAX_QUERY_CHARS} characters")
+    limit = _int_arg("limit", 20, 1, 100)
+    sessions = service("sessions")
+
+    def title_of(session_id):
+        try:
+            return sessions.get(session_id).get("title")
+        except NotFound:
+            return None
+
+    results = service("search").search(query, limit, title_of)
+    return jsonify(_outgoing({"results": results}))
 
 
 @blueprint.get("/agents")

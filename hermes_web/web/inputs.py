@@ -17,9 +17,9 @@ def checked_id(value: str, kind: str) -> str:
     return value
 
 
-def json_body(required: bool = True) -> dict:
+def json_body(required: bool = True, limit: int = None) -> dict:
     """The request's JSON object, read with a size limit (413) and parsed strictly (400)."""
-    limit = service("config").max_json_bytes
+    limit = limit or service("config").max_json_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
     data = request.stream.read(limit + 1)
