@@ -69,3 +69,12 @@ def page(branch: list, limit: int, before: str = None):
     end = len(branch) if before is None else branch.index(before)
     start = max(0, end - limit)
     return branch[start:end], start > 0
+
+
+def with_versions(messages: list, versions: list) -> list:
+    """Mark a turn that has other versions: its user message lists them, itself included,
+    in start order (``alternatives``)."""
+    if len(versions) < 2 or not messages:
+        return messages
+    user = dict(messages[0], alternatives=list(versions))
+    return [user, *messages[1:]]

@@ -6,6 +6,7 @@ docs/journal-format.md.
 """
 
 from hermes_web.attachment_markers import legacy_attachment_chips
+from hermes_web.branches import RunTree, with_versions
 from hermes_web.records import TERMINAL_TYPES
 
 TERMINAL_STATUS = {
@@ -72,12 +73,13 @@ class RunFold:
     def apply(self, record, end_offset: int) -> None:
         """Fold one record that ends at journal byte ``end_offset``.
 
-        Unknown types are ignored (forward compatibility); ``None`` stands for a damaged
-        line (PROTOCOL 1.4), which is skipped and counted.
+        Unknown types are ignored (forward compatibility); ``None`` (or the stream's
+        ``record.damaged`` frame) stands for a damaged line (PROTOCOL 1.4), which is skipped
+        and counted.
         """
         self.records += 1
         self.offset = end_offset
-        if record is None:
+        if record is None or record.get("type") == "record.damaged":
             self.damaged += 1
             if self.status is None:
                 self.status = "running"
@@ -202,15 +204,22 @@ def fold(entries) -> list:
 
     Each run begins with ``run.started``; offsets are positions in that run's journal.
     """
-    messages = []
-    run = None
+    return [message for run in _runs_of(entries) for message in run.messages()]
+
+
+def fold_session(entries) -> list:
+    """Like :func:`fold`, for a session: only its active branch, each turn with other
+    versions marked (PROTOCOL 1.6). What a session view shows of the same runs."""
+    runs = {run.run_id: run for run in _runs_of(entries)}
+    tree = RunTree((run_id, (run.started or {}).get("replaces")) for run_id, run in runs.items())
+    return [message for run_id in tree.active for message in with_versions(runs[run_id].messages(), tree.versions(run_id))]
+
+
+def _runs_of(entries) -> list:
+    runs = []
     for record, end_offset in entries:
         if record is not None and record.get("type") == "run.started":
-            if run is not None:
-                messages.extend(run.messages())
-            run = RunFold()
-        if run is not None:
-            run.apply(record, end_offset)
-    if run is not None:
-        messages.extend(run.messages())
-    return messages
+            runs.append(RunFold())
+        if runs:
+            runs[-1].apply(record, end_offset)
+    return runs

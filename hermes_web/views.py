@@ -10,7 +10,7 @@ costs the records appended since the last view.
 import collections
 import threading
 
-from hermes_web.branches import RunTree, page
+from hermes_web.branches import RunTree, page, with_versions
 from hermes_web.codec import decode_record
 from hermes_web.fold import RunFold
 from hermes_web.logstore import LogNotFound
@@ -110,7 +110,7 @@ class SessionViews:
                 if complete:
                     return None
                 continue
-            messages.extend(_with_versions(run_messages, tree.versions(run_id)))
+            messages.extend(with_versions(run_messages, tree.versions(run_id)))
         cursor, active_run = None, None
         if tree.order:
             last = tree.order[-1]
@@ -285,11 +285,3 @@ def _advance(fold: RunFold, log) -> None:
             return
         for line, end_offset in lines:
             fold.apply(decode_record(line), end_offset)
-
-
-def _with_versions(messages: list, versions: list) -> list:
-    """Mark a turn that has other versions: its user message lists them (PROTOCOL 1.6)."""
-    if len(versions) < 2 or not messages:
-        return messages
-    user = dict(messages[0], alternatives=list(versions))
-    return [user, *messages[1:]]

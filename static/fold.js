@@ -64,9 +64,10 @@ const get = (record, key, fallback = null) => (record[key] === undefined ? fallb
 
 /** One run's records folded into its user and assistant turn; incremental like RunFold. */
 export class RunFold {
-  constructor() {
-    this.runId = null;
-    this.sessionId = null;
+  // Seeded with the run a frame names, so a run whose first line is damaged still shows.
+  constructor(runId = null, sessionId = null) {
+    this.runId = runId;
+    this.sessionId = sessionId;
     this.started = null;
     this.user = null; // set instead of `started` when seeded from a session view
     this.status = null;
@@ -80,6 +81,7 @@ export class RunFold {
     this.reasoning = "";
     this.toolCalls = new Map(); // call_id -> call, in the order they began
     this.records = 0;
+    this.damaged = 0;
     this.offset = 0;
     this.agent = null;
     this.createdAt = null;
@@ -101,6 +103,7 @@ export class RunFold {
     run.createdAt = assistant.created_at ?? null;
     run.finishedAt = assistant.finished_at ?? null;
     run.offset = parseCursor(assistant.cursor)?.offset ?? 0;
+    run.damaged = assistant.damaged || 0;
     return run;
   }
 
@@ -112,15 +115,21 @@ export class RunFold {
   apply(record, endOffset) {
     this.records += 1;
     this.offset = endOffset;
-    const kind = record.type;
+    const kind = record === null ? "record.damaged" : record.type;
+    if (kind === "record.damaged") {
+      // A line that is not a record (PROTOCOL 1.4): skipped and counted.
+      this.damaged += 1;
+      if (this.status === null) this.status = "running";
+      return;
+    }
     if (kind === "run.started") {
-      this.runId = get(record, "run_id");
-      this.sessionId = get(record, "session_id");
+      this.runId = get(record, "run_id") || this.runId;
+      this.sessionId = get(record, "session_id") || this.sessionId;
       this.started = record;
       this.user = null;
       this.agent = get(record, "agent");
       this.createdAt = get(record, "ts");
-      this.status = "running";
+      if (this.status === null) this.status = "running";
     } else if (kind === "text.delta") {
       this.text += get(record, "text", "") || "";
     } else if (kind === "reasoning.delta") {
@@ -174,11 +183,11 @@ export class RunFold {
 
   /** The run as `[userMessage, assistantMessage]` (fresh objects). */
   messages() {
-    if (this.started === null && this.user === null) return [];
+    if (this.started === null && this.user === null && !(this.damaged && this.runId)) return [];
     const runId = this.runId;
     let user = this.user;
     if (user === null) {
-      const started = this.started;
+      const started = this.started || {};
       const turn = started.user || {};
       user = {
         id: turn.id || `${runId}-user`,
@@ -198,6 +207,7 @@ export class RunFold {
           .concat(legacyAttachmentChips(this.sessionId, turn.text)),
         created_at: get(started, "ts"),
       };
+      if (started.replaces) user.replaces = started.replaces;
     }
     const assistant = {
       id: `${runId}-assistant`,
@@ -215,6 +225,7 @@ export class RunFold {
       finished_at: this.finishedAt,
       cursor: `${runId}:${this.offset}`,
     };
+    if (this.damaged) assistant.damaged = this.damaged;
     return [structuredClone(user), assistant];
   }
 }
@@ -224,7 +235,7 @@ export function fold(entries) {
   const messages = [];
   let run = null;
   for (const [record, endOffset] of entries) {
-    if (record.type === "run.started") {
+    if (record !== null && record.type === "run.started") {
       if (run !== null) messages.push(...run.messages());
       run = new RunFold();
     }
@@ -249,20 +260,25 @@ export function isAfter(a, b) {
 }
 
 /**
- * A whole session: the runs of its view, advanced by stream frames.
+ * A whole session: the runs of its view (the active branch), advanced by stream frames.
  *
  * `applyFrame` ignores any frame at or before the cursor already applied, so a replayed
- * frame (a reconnect that overlaps, a second delivery) changes nothing.
+ * frame (a reconnect that overlaps, a second delivery) changes nothing. A `run.started`
+ * that replaces run R drops R and every run after it first (PROTOCOL 1.6), and lists the
+ * versions of the turn on the new run's user message, as the server's view does.
  */
 export class SessionFold {
   constructor(view) {
-    this.runs = new Map(); // run_id -> RunFold, in start order
+    this.runs = new Map(); // run_id -> RunFold, in start order: the active branch
+    this.versions = new Map(); // run_id -> [run ids of the versions of its turn]
     this.cursor = parseCursor(view.cursor);
     const pending = new Map();
     for (const message of view.messages || []) {
       if (message.role === "user") pending.set(message.run_id, message);
       else if (message.role === "assistant" && pending.has(message.run_id)) {
-        this.runs.set(message.run_id, RunFold.fromMessages(pending.get(message.run_id), message));
+        const user = pending.get(message.run_id);
+        this.runs.set(message.run_id, RunFold.fromMessages(user, message));
+        if (Array.isArray(user.alternatives)) this.versions.set(message.run_id, user.alternatives);
         pending.delete(message.run_id);
       }
     }
@@ -274,13 +290,29 @@ export class SessionFold {
     if (cursor === null || !isAfter(cursor, this.cursor)) return null;
     this.cursor = cursor;
     let run = this.runs.get(cursor.runId);
-    if (record.type === "run.started" && run === undefined) {
-      run = new RunFold();
+    if (record !== null && record.type === "run.started" && run === undefined) {
+      if (typeof record.replaces === "string") this._replace(record.replaces, cursor.runId);
+      run = new RunFold(cursor.runId);
       this.runs.set(cursor.runId, run);
     }
     if (run === undefined || cursor.offset <= run.offset) return null;
     run.apply(record, cursor.offset);
     return run;
+  }
+
+  /** Cut the branch at `replaced` before `runId` takes its place. */
+  _replace(replaced, runId) {
+    const loaded = [...this.runs.keys()];
+    let cut = loaded.indexOf(replaced);
+    // Run ids sort in start order: a run older than every loaded one lies before the page.
+    if (cut < 0 && loaded.length && replaced < loaded[0]) cut = 0;
+    if (cut < 0) return;
+    const versions = this.versions.get(replaced) || [replaced];
+    for (const dropped of loaded.slice(cut)) {
+      this.runs.delete(dropped);
+      this.versions.delete(dropped);
+    }
+    if (loaded.includes(replaced) || versions.length > 1) this.versions.set(runId, [...versions, runId]);
   }
 
   get activeRun() {
@@ -289,7 +321,12 @@ export class SessionFold {
   }
 
   messages() {
-    return [...this.runs.values()].flatMap((run) => run.messages());
+    return [...this.runs.entries()].flatMap(([runId, run]) => {
+      const messages = run.messages();
+      const versions = this.versions.get(runId);
+      if (versions && versions.length > 1 && messages.length) messages[0].alternatives = [...versions];
+      return messages;
+    });
   }
 
   get cursorText() {

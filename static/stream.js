@@ -8,7 +8,9 @@
 
 const RECORD_TYPES = [
   "run.started", "text.delta", "reasoning.delta", "tool.started", "tool.output", "tool.finished",
-  "title", "usage", "run.completed", "run.failed", "run.cancelled", "run.interrupted",
+  "title", "usage", "approval.requested", "approval.resolved",
+  "run.completed", "run.failed", "run.cancelled", "run.interrupted",
+  "record.damaged", // a line that is not a record: its cursor still counts (PROTOCOL 1.4)
 ];
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 8000;

@@ -3,16 +3,20 @@
 import json
 from pathlib import Path
 
-from hermes_web.fold import fold
+from hermes_web.fold import fold, fold_session
 
-GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden_run.jsonl"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+GOLDEN = FIXTURES / "golden_run.jsonl"
+# Regenerated and edited turns, a damaged line (as the stream's record.damaged frame), and
+# every way a run ends, the last still running.
+GOLDEN_BRANCHES = FIXTURES / "golden_branches.jsonl"
 
 
-def golden_entries():
+def golden_entries(path=GOLDEN):
     """``(record, end_offset)`` pairs; offsets restart at each run, as in its own journal."""
     entries = []
     offset = 0
-    for line in GOLDEN.read_bytes().splitlines(keepends=True):
+    for line in path.read_bytes().splitlines(keepends=True):
         record = json.loads(line)
         if record["type"] == "run.started":
             offset = 0
@@ -86,3 +90,50 @@ def test_a_view_continued_by_frames_equals_the_whole_fold_even_with_replays(serv
     whole = fold(entries)
     for count, messages in enumerate(continued):
         assert messages == whole, f"view folded up to record {count}"
+
+
+def test_branches_fold_identically_live_and_from_any_view(server, new_page):
+    """A session with regenerated and edited turns: the browser's session fold, fed the
+    frames from any view the server could have given, shows the active branch exactly as
+    the server's fold does, with the same versions on each turn."""
+    page = new_page()
+    load_fold_module(page, server)
+    entries = golden_entries(GOLDEN_BRANCHES)
+    frames = with_frame_ids(entries)
+    expected = [fold_session(entries[:count]) for count in range(len(entries) + 1)]
+    views = [{"messages": messages, "cursor": _cursor_of(entries[:count])} for count, messages in enumerate(expected)]
+    results = page.evaluate(
+        """async ([views, frames]) => {
+            const { SessionFold } = await import('/static/fold.js');
+            const live = [];
+            const session = new SessionFold({ messages: [], cursor: null });
+            live.push(session.messages());
+            for (const [id, record] of frames) {
+                session.applyFrame(id, record);
+                live.push(session.messages());
+            }
+            const continued = views.map((view) => {
+                const resumed = new SessionFold(view);
+                for (const [id, record] of frames) resumed.applyFrame(id, record);
+                for (const [id, record] of frames) resumed.applyFrame(id, record);
+                return resumed.messages();
+            });
+            return { live, continued };
+        }""",
+        [views, frames],
+    )
+    assert results["live"] == expected
+    for count, messages in enumerate(results["continued"]):
+        assert messages == expected[-1], f"view folded up to record {count}"
+    final = expected[-1]
+    assert [message["run_id"][-6:] for message in final[::2]] == ["aaaaaa", "eeeeee", "ffffff"]
+    assert final[2]["alternatives"] == [entries[i][0]["run_id"] for i in (4, 7, 15)]
+    assert final[3]["status"] == "interrupted" and final[5]["status"] == "running"
+    versions = fold_session(entries[:12])
+    assert versions[3]["damaged"] == 1 and versions[2]["alternatives"][-1] == versions[2]["run_id"]
+
+
+def _cursor_of(entries):
+    """The cursor a view of these entries carries: the last record's frame id."""
+    frames = with_frame_ids(entries)
+    return frames[-1][0] if frames else None
