@@ -80,11 +80,7 @@ class FileLogStore:
         version_path = self.index_root / "VERSION"
         if not version_path.exists():
             self._index_existing()
-            with open(version_path, "w") as handle:
-                handle.write(INDEX_VERSION + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            fsync_dir(self.index_root)
+            atomic_write(version_path, (INDEX_VERSION + "\n").encode())
         return self
 
     def _index_existing(self) -> None:

@@ -10,13 +10,21 @@ DIR_MODE = 0o700
 
 
 def ensure_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) with mode 0700 if missing; return it."""
+    """Create ``path`` (and parents) with mode 0700 if missing, durably; return it.
+
+    A directory's entry lives in its parent: until the parent is fsynced, a power cut can
+    take the new directory, and everything later made durable inside it, away.
+    """
     path = Path(path)
     if not path.is_dir():
         # mkdir(parents=True) gives missing parents the default mode, not DIR_MODE.
         for directory in reversed([path, *path.parents]):
             if not directory.is_dir():
-                directory.mkdir(mode=DIR_MODE, exist_ok=True)
+                try:
+                    directory.mkdir(mode=DIR_MODE)
+                except FileExistsError:
+                    continue  # made meanwhile by another thread or process
+                fsync_dir(directory.parent)
     return path
 
 
