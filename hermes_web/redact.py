@@ -44,7 +44,9 @@ CONTEXT_LIMIT = 256
 PROSE_MEMO_LENGTH = 16
 PROSE_MEMO_SIZE = 4096
 
-_BREAKS = re.compile(r"(?:\s|\\[nr])*")  # line breaks, also JSON-escaped ones
+# Line breaks (also JSON-escaped ones) and the quote marks of a key quoted line by line.
+_BREAKS = re.compile(r"(?:\s|\\[nr]|[>#*;])*")
+_QUOTE_MARKS = frozenset(">#*;")
 
 
 class _Patterns:
@@ -200,13 +202,14 @@ def _mask_value(value: str) -> str:
 
 
 def _mask_pem_body(body: str):
-    """The body masked between its leading and trailing line breaks; None if it is blank."""
+    """The body masked between its leading and trailing line breaks (and the quote marks of a
+    quoted key: ``> [REDACTED]``); None if it is blank."""
     start = _BREAKS.match(body).end()
     if start == len(body):
         return None  # a BEGIN line alone
     end = len(body)  # walk back over the trailing breaks (a regex search would be quadratic)
     while end > start:
-        if body[end - 1].isspace():
+        if body[end - 1].isspace() or body[end - 1] in _QUOTE_MARKS:
             end -= 1
         elif body[end - 2 : end] in ("\\n", "\\r") and end - 2 >= start:
             end -= 2

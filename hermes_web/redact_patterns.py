@@ -321,8 +321,10 @@ URL_PASSWORD = Rule(
 # "Proc-Type: 4,ENCRYPTED", JSON-escaped "\n") runs to the END line, or, when the block was
 # cut short, to the first character that cannot be in a body; at most 16 KiB.
 PEM_LABEL = seq(chars("[A-Z0-9 ]", 0, 40), lit("PRIVATE KEY"), opt(lit(" BLOCK")), lit("-----"))
-# "[" and "]": a masked body is a body too, so a second pass masks the same span.
-PEM_BODY = raw(r"(?:[A-Za-z0-9+/=\s\\:,.()_\[\]]|-(?!----)){0,16384}+", r"[A-Za-z0-9+/=\s\\:,.()_\[\]-]", 16384)
+# "[" and "]": a masked body is a body too, so a second pass masks the same span. ">", "#",
+# "*" and ";": a key quoted line by line (a markdown quote, a shell, C or INI comment) keeps
+# its body whole instead of ending it at the first line's quote mark.
+PEM_BODY = raw(r"(?:[A-Za-z0-9+/=\s\\:,.()_\[\]>#*;]|-(?!----)){0,16384}+", r"[A-Za-z0-9+/=\s\\:,.()_\[\]>#*;-]", 16384)
 PRIVATE_KEY_BLOCK = Rule(
     "private_key_block",
     seq(lit("-----BEGIN "), PEM_LABEL, secret(PEM_BODY), opt(seq(lit("-----END "), PEM_LABEL))),

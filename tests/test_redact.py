@@ -98,6 +98,18 @@ def basic_auth(rng):
     return f"Authorization: Basic {secret}", secret
 
 
+def quoted_pem(label, quote):
+    """A private key quoted line by line (a markdown quote, a comment, an indented block)."""
+
+    def make(rng):
+        text, _ = pem_block(rng, label)
+        quoted = "\n".join(quote + line for line in text.split("\n"))
+        body = quoted[quoted.index("\n") + 1 : quoted.rindex("\n")]
+        return quoted, body
+
+    return make
+
+
 def pem(label, headers="", newline="\n", truncate=False):
     def make(rng):
         text, body = pem_block(rng, label, headers, newline=newline)
@@ -171,6 +183,9 @@ SECRET_CASES = [
     Case("pgp private key", "private_key_block", pem("PGP PRIVATE KEY BLOCK", "Version: GnuPG v2\n\n")),
     Case("json-escaped pem", "private_key_block", pem("PRIVATE KEY", newline="\\n")),
     Case("truncated pem", "private_key_block", pem("PRIVATE KEY", truncate=True)),
+    Case("pem quoted in markdown", "private_key_block", quoted_pem("RSA PRIVATE KEY", "> ")),
+    Case("pem in a shell comment", "private_key_block", quoted_pem("OPENSSH PRIVATE KEY", "# ")),
+    Case("indented pem", "private_key_block", quoted_pem("EC PRIVATE KEY", "    ")),
 ]
 
 FALSE_POSITIVES = [
@@ -304,6 +319,10 @@ MASKS = [
     (
         "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg\nAwEHoUQDQgAE==\n-----END EC PRIVATE KEY-----\n",
         "-----BEGIN EC PRIVATE KEY-----\n[REDACTED]\n-----END EC PRIVATE KEY-----\n",
+    ),
+    (  # quoted line by line: the quote marks around the body are kept
+        "> -----BEGIN EC PRIVATE KEY-----\n> MHcCAQEEIBkg\n> AwEHoUQDQgAE==\n> -----END EC PRIVATE KEY-----\n",
+        "> -----BEGIN EC PRIVATE KEY-----\n> [REDACTED]\n> -----END EC PRIVATE KEY-----\n",
     ),
 ]
 

@@ -203,3 +203,29 @@ def test_raw_journals_when_asked_but_responses_still_redacted(raw_server, provid
     status, body, _ = request(raw_server.url, "GET", f"/api/runs/{run_id}/journal?offset=0")
     assert status == 200
     assert_absent(secret, body.decode())
+
+
+def test_raw_journals_never_leak_a_secret_through_the_title(raw_server):
+    secret = "ghp_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5"
+    session_id = raw_server.create_session()
+    client = SseClient(raw_server.url, f"/api/sessions/{session_id}/events", timeout=10)
+    try:
+        run_id, _ = run_to_end(raw_server, session_id, f"{secret} is my token, keep it", agent="demo")
+        updates = []
+        for frame in client.frames():  # the socket timeout bounds a stream that never says it
+            if frame.get("event") == "session.updated":
+                updates.append(json.loads(frame["data"]))
+                if updates[-1]["title"] != "New chat":
+                    break
+    finally:
+        client.close()
+    # The raw journal keeps the title as the agent wrote it; nothing that leaves the server does.
+    assert secret in raw_server.journal_path(session_id, run_id).read_text()
+    assert updates and all(secret not in json.dumps(update) for update in updates)
+    _, sessions, _ = raw_server.api("GET", "/api/sessions")
+    listed = next(item for item in sessions if item["id"] == session_id)
+    assert "REDACTED" in listed["title"] and secret not in json.dumps(sessions)
+    _, view, _ = raw_server.api("GET", f"/api/sessions/{session_id}")
+    assert "REDACTED" in view["title"] and secret not in json.dumps(view)
+    status, renamed, _ = raw_server.api("PATCH", f"/api/sessions/{session_id}", {"title": f"about {secret}"})
+    assert status == 200 and secret not in json.dumps(renamed)

@@ -102,7 +102,7 @@ def rename_session(session_id):
     session_or_404(session_id)
     title = _title_from(json_body(), required=True)
     meta = service("sessions").update(session_id, title=service("redaction").text(title))
-    return jsonify(meta)
+    return jsonify(_outgoing(meta))
 
 
 @blueprint.delete("/sessions/<session_id>")
