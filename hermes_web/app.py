@@ -5,7 +5,7 @@ import threading
 
 from flask import Flask
 
-from hermes_web.agents import build_agents, default_agent_name
+from hermes_web.agents import build_agents
 from hermes_web.config import Config
 from hermes_web.filestore import FileLogStore
 from hermes_web.journal import Durability
@@ -49,14 +49,15 @@ def create_app(config: Config = None, offload=None) -> Flask:
     search.init_app(app)
     streams = Streams(logs, metadata, redaction, config)
     streams.init_app(app)
-    agents = build_agents(config)
+    upload_store = UploadStore(data_dir, config)
+    upload_store.init_app(app)
+    agents = build_agents(config, uploads=upload_store)  # tools read attachments through the store
     runs = RunManager(logs, metadata, transcripts, views, agents, redaction,
                       on_session_changed=streams.note_session_changed,
-                      default_agent=default_agent_name(config, agents), search=search)
+                      default_agent=agents.default, search=search)
     runs.init_app(app)
     sessions = Sessions(metadata, logs, transcripts, runs, views, streams, data_dir, search)
     sessions.init_app(app)
-    UploadStore(data_dir, config).init_app(app)
 
     recovered = logs.recover_unfinished()
     if recovered:

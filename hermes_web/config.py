@@ -4,7 +4,18 @@ import dataclasses
 import os
 from pathlib import Path
 
+from hermes_web.endpoints import (
+    AGENTS_FILE_NAME,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_TIMEOUT_SECONDS,
+    ENV_AGENT_NAME,
+    Endpoint,
+    EndpointError,
+    load_agents_file,
+)
+
 FSYNC_POLICIES = ("record", "interval", "terminal")
+DEMO_AGENT = "demo"
 
 
 class ConfigError(ValueError):
@@ -34,6 +45,15 @@ class Config:
     openai_base_url: str = ""
     openai_model: str = "gpt-4o-mini"
     openai_api_key: str = dataclasses.field(default="", repr=False)
+    openai_vision: bool = True  # image attachments reach the model as image parts
+    openai_tools: bool = True  # the model is offered the built-in tools
+    openai_max_steps: int = DEFAULT_MAX_STEPS  # model requests per run
+    openai_timeout: float = DEFAULT_TIMEOUT_SECONDS  # seconds the provider may stay silent
+    # Named endpoints from the agents file (agents.toml in the data dir), and where it is.
+    endpoints: tuple = ()
+    agents_file: Path = None
+    # The agent of a run that names none, in a session that has not used one yet.
+    default_agent: str = DEMO_AGENT
     # Exact secret values the server knows (provider keys, its password): always masked.
     known_secrets: tuple = dataclasses.field(default=(), repr=False)
 
@@ -45,6 +65,27 @@ class Config:
         if not 0 <= self.port <= 65535:
             raise ConfigError("port must be in 0..65535")
         object.__setattr__(self, "data_dir", Path(self.data_dir))
+        names = [endpoint.name for endpoint in self.agent_endpoints()]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"agent {ENV_AGENT_NAME!r} is set by HERMES_WEB_OPENAI_BASE_URL and by {self.agents_file}: "
+                              "rename the one in the file")
+        if self.default_agent not in (DEMO_AGENT, *names):
+            raise ConfigError(f"default agent {self.default_agent!r} is not configured "
+                              f"(agents: {', '.join([DEMO_AGENT, *names])})")
+
+    def agent_endpoints(self) -> tuple:
+        """Every OpenAI-compatible endpoint: ``openai`` from the environment, then the file's."""
+        endpoints = list(self.endpoints)
+        if self.openai_base_url:
+            try:
+                endpoints.insert(0, Endpoint(
+                    name=ENV_AGENT_NAME, base_url=self.openai_base_url, model=self.openai_model,
+                    api_key=self.openai_api_key, key_source="OPENAI_API_KEY" + ("" if self.openai_api_key else " (not set)"),
+                    vision=self.openai_vision, tools=self.openai_tools, max_steps=self.openai_max_steps, timeout=self.openai_timeout,
+                ))
+            except EndpointError as error:
+                raise ConfigError(f"HERMES_WEB_OPENAI_*: {error}") from None
+        return tuple(endpoints)
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Config":
@@ -65,6 +106,12 @@ class Config:
             "HERMES_WEB_OPENAI_BASE_URL": ("openai_base_url", str),
             "HERMES_WEB_OPENAI_MODEL": ("openai_model", str),
             "OPENAI_API_KEY": ("openai_api_key", str),
+            "HERMES_WEB_OPENAI_VISION": ("openai_vision", _parse_bool),
+            "HERMES_WEB_OPENAI_TOOLS": ("openai_tools", _parse_bool),
+            "HERMES_WEB_OPENAI_MAX_STEPS": ("openai_max_steps", int),
+            "HERMES_WEB_OPENAI_TIMEOUT_S": ("openai_timeout", float),
+            "HERMES_WEB_DEFAULT_AGENT": ("default_agent", str),
+            "HERMES_WEB_AGENTS_FILE": ("agents_file", Path),
         }
         for name, (field, parse) in readers.items():
             raw = env.get(name)
@@ -75,9 +122,17 @@ class Config:
             except ValueError as exc:
                 raise ConfigError(f"{name}={raw!r}: {exc}") from None
         secrets = [env[name] for name in sorted(env) if _names_secret(name) and env[name]]
-        if secrets:
-            values["known_secrets"] = tuple(secrets)
         values.update({k: v for k, v in overrides.items() if v is not None})
+        agents_file = Path(values.get("agents_file") or Path(values.get("data_dir", cls.data_dir)) / AGENTS_FILE_NAME)
+        try:
+            default_agent, endpoints = load_agents_file(agents_file, env)
+        except EndpointError as error:
+            raise ConfigError(str(error)) from None
+        values.update(agents_file=agents_file, endpoints=endpoints)
+        values.setdefault("default_agent", default_agent or DEMO_AGENT)
+        secrets += [endpoint.api_key for endpoint in endpoints if endpoint.api_key]
+        if secrets:
+            values["known_secrets"] = tuple(dict.fromkeys(secrets))
         return cls(**values)
 
 

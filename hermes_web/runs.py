@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 
-from hermes_web.agents import AgentRequest, UnknownAgent
+from hermes_web.agents import AgentRequest, RunSettings, UnknownAgent
 from hermes_web.ids import new_run_id
 from hermes_web.logstore import LogExists, LogNotFound, is_terminal
 from hermes_web.records import bound_record
@@ -154,11 +154,17 @@ class RunManager:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self, session_id: str, text: str, attachments=(), agent_name: str = None, replaces: str = None) -> dict:
-        """Start a run; return ``{run_id, cursor}`` once ``run.started`` is durable."""
+    def start(self, session_id: str, text: str, attachments=(), agent_name: str = None, replaces: str = None,
+              model: str = None, settings: RunSettings = RunSettings()) -> dict:
+        """Start a run; return ``{run_id, cursor}`` once ``run.started`` is durable.
+
+        ``agent_name`` defaults to the default agent, ``model`` to the agent's default model;
+        the session remembers both for its next run.
+        """
         agent = self.agents.get(agent_name or self.default_agent)
         if agent is None:
             raise UnknownAgent(agent_name)
+        model = model or agent.model
         previous = self._runs.get(self._by_session.get(session_id))
         if previous is not None and previous.finishing:
             # Its terminal record is being written: a client that saw it may already send
@@ -185,7 +191,7 @@ class RunManager:
                 "run_id": run_id,
                 "session_id": session_id,
                 "user": {"id": f"{run_id}-user", "text": text, "attachments": list(attachments)},
-                "agent": {"name": agent.name, "model": agent.model},
+                "agent": {"name": agent.name, "model": model},
             }
             if replaces is not None:
                 started["replaces"] = replaces
@@ -199,7 +205,7 @@ class RunManager:
             self._by_session[session_id] = run_id
         # From here on the run exists: any failure before its thread runs still ends it.
         try:
-            self._touch_session(session_id)
+            self._touch_session(session_id, agent=agent.name, model=model)
             if self.search is not None:
                 self.search.add(session_id, run_id, "user", text, started["ts"])
             tree = self.views.session_runs(session_id).tree
@@ -216,6 +222,8 @@ class RunManager:
                 ),
                 history=history,
                 first_turn=first_turn,
+                model=model,
+                settings=settings,
             )
             run.thread = threading.Thread(
                 target=self._execute, args=(run, agent, request, filters), name=f"run-{run_id}", daemon=True
@@ -313,9 +321,9 @@ class RunManager:
             run.done.set()
             self.logs.notify_session(run.session_id)
 
-    def _touch_session(self, session_id: str) -> None:
+    def _touch_session(self, session_id: str, **changes) -> None:
         try:
-            self.sessions.update(session_id)
+            self.sessions.update(session_id, **changes)
         except (NotFound, Damaged, OSError):  # deleted or unreadable meanwhile
             pass
 

@@ -26,6 +26,8 @@ def serve(config) -> int:
     from hermes_web.services import find_service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every provider request with its URL, which may carry credentials.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     os.umask(0o077)  # files 0600, directories 0700, whatever creates them
     _raise_open_file_limit()
     hub = gevent.get_hub()

@@ -83,6 +83,19 @@ class ServerProcess:
         assert status == 202, body
         return body
 
+    def run_to_end(self, session_id: str, text: str, timeout: float = 60.0, **fields) -> tuple:
+        """Start a run (``fields``: agent, model, attachments…) and read its whole run stream:
+        ``(run_id, [(id, event, data), ...])``."""
+        status, body, _ = self.api("POST", f"/api/sessions/{session_id}/runs", {"text": text, **fields})
+        assert status == 202, body
+        client = SseClient(self.url, f"/api/runs/{body['run_id']}/events", timeout=timeout)
+        try:
+            frames = list(client.records())
+        finally:
+            client.close()
+        assert frames and frames[-1][1].startswith("run."), frames[-1:]
+        return body["run_id"], frames
+
     def wait_run_finished(self, run_id: str, timeout: float = 60.0) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -123,7 +123,7 @@ def test_invalid_fields_get_400(api_server):
         ("PATCH", f"/api/sessions/{session_id}", {"title": ""}, "invalid_title"),
         ("PATCH", f"/api/sessions/{session_id}", {"title": "t" * 201}, "invalid_title"),
         ("PATCH", f"/api/sessions/{session_id}", {"title": 7}, "invalid_title"),
-        ("PATCH", f"/api/sessions/{session_id}", {}, "invalid_title"),
+        ("PATCH", f"/api/sessions/{session_id}", {}, "nothing_to_change"),
         ("POST", "/api/sessions", {"title": ["x"]}, "invalid_title"),
     ]
     for method, path, body, code in cases:

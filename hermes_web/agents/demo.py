@@ -28,6 +28,12 @@ class DemoAgent:
     def __init__(self, delay_seconds: float = 0.04):
         self.delay_seconds = delay_seconds
 
+    def models(self) -> list:
+        return [self.model]
+
+    def accepts(self, model: str) -> bool:
+        return model == self.model
+
     def stream(self, request: AgentRequest, cancel: threading.Event):
         if request.first_turn:
             yield {"type": "title", "title": title_for(request.text)}

@@ -2,10 +2,11 @@
 
 from flask import Blueprint, jsonify, request
 
-from hermes_web.agents import UnknownAgent
+from hermes_web.agents import UnknownAgent, UnknownModel
 from hermes_web.runs import InvalidReplaces, RunConflict, RunNotOwned, ShuttingDown
 from hermes_web.search import MAX_QUERY_CHARS
 from hermes_web.services import service
+from hermes_web.session_settings import InvalidSetting, checked_run_model, checked_title, run_settings, validated_changes
 from hermes_web.store import NotFound
 from hermes_web.uploads import UnknownAttachment
 from hermes_web.views import DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS, InvalidPage
@@ -14,7 +15,6 @@ from hermes_web.web.inputs import checked_id, json_body
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
-MAX_TITLE_CHARS = 200
 MAX_MESSAGE_CHARS = 200_000
 MAX_ATTACHMENTS = 20
 
@@ -28,19 +28,13 @@ def session_or_404(session_id: str) -> dict:
         raise ApiError(404, "session_not_found", f"no session {session_id}") from None
 
 
-def _title_from(body: dict, required: bool):
-    title = body.get("title")
-    if title is None and not required:
-        return None
-    if not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE_CHARS:
-        raise ApiError(400, "invalid_title", f"title must be a non-empty string of at most {MAX_TITLE_CHARS} characters")
-    return title.strip()
-
-
 @blueprint.post("/sessions")
 def create_session():
     body = json_body(required=False)
-    title = _title_from(body, required=False) or "New chat"
+    try:
+        title = "New chat" if body.get("title") is None else checked_title(body["title"])
+    except InvalidSetting as error:
+        raise ApiError(400, error.code, str(error)) from None
     meta = service("sessions").create(service("redaction").text(title))
     return jsonify(meta), 201
 
@@ -98,11 +92,19 @@ def _outgoing(value):
 
 
 @blueprint.patch("/sessions/<session_id>")
-def rename_session(session_id):
-    session_or_404(session_id)
-    title = _title_from(json_body(), required=True)
-    meta = service("sessions").update(session_id, title=service("redaction").text(title))
-    return jsonify(_outgoing(meta))
+def update_session(session_id):
+    """Rename a session, or change its settings (agent, model, system prompt, temperature)."""
+    meta = session_or_404(session_id)
+    redaction = service("redaction")
+    try:
+        changes = validated_changes(json_body(), service("runs").agents, meta)
+    except InvalidSetting as error:
+        raise ApiError(400, error.code, str(error)) from None
+    if "title" in changes:
+        changes["title"] = redaction.text(changes["title"])
+    if changes.get("system_prompt") and redaction.at_rest:
+        changes["system_prompt"] = redaction.text(changes["system_prompt"])
+    return jsonify(_outgoing(service("sessions").update(session_id, **changes)))
 
 
 @blueprint.delete("/sessions/<session_id>")
@@ -118,7 +120,7 @@ def delete_session(session_id):
 
 @blueprint.post("/sessions/<session_id>/runs")
 def start_run(session_id):
-    session_or_404(session_id)
+    meta = session_or_404(session_id)
     body = json_body()
     replaces = body.get("replaces")
     if replaces is not None and (not isinstance(replaces, str) or not checked_id(replaces, "run")):
@@ -141,14 +143,22 @@ def start_run(session_id):
     if not text.strip() and not attachment_ids:
         raise ApiError(400, "empty_message", "a message needs text or at least one attachment")
     agent_name = body.get("agent")
-    if agent_name is not None and not isinstance(agent_name, str):
-        raise ApiError(400, "unknown_agent", "agent must be a string")
+    if agent_name is not None and (not isinstance(agent_name, str) or not agent_name):
+        raise ApiError(400, "unknown_agent", "agent must be the name of an agent")
+    runs = service("runs")
+    try:
+        agent, model = runs.agents.choose(agent_name, checked_run_model(body.get("model")), meta)
+    except UnknownAgent:
+        raise ApiError(400, "unknown_agent", f"no agent named {agent_name!r}") from None
+    except (UnknownModel, InvalidSetting) as error:
+        raise ApiError(400, "unknown_model", str(error)) from None
     try:
         attachments = service("uploads").resolve(session_id, attachment_ids)
     except UnknownAttachment as error:
         raise ApiError(400, "unknown_attachment", f"no attachment {error} in this session") from None
     try:
-        started = service("runs").start(session_id, text, attachments, agent_name, replaces=replaces)
+        started = runs.start(session_id, text, attachments, agent.name, replaces=replaces, model=model,
+                             settings=run_settings(meta))
     except RunConflict as conflict:
         raise ApiError(409, "run_active", f"session already has an active run {conflict.run_id}",
                        run_id=conflict.run_id) from None
@@ -204,13 +214,9 @@ def search():
 
 @blueprint.get("/agents")
 def list_agents():
-    """The agents a run can name, the default first."""
-    runs = service("runs")
-    agents = runs.agents
-    names = sorted(agents, key=lambda name: (name != runs.default_agent, name))
-    return jsonify([
-        {"name": name, "model": agents[name].model, "default": name == runs.default_agent} for name in names
-    ])
+    """The agents a run can name with their models, the default first."""
+    # Always redacted: an endpoint's error may quote its URL, credentials included.
+    return jsonify(service("redaction").value(service("runs").agents.describe()))
 
 
 @blueprint.get("/runs/<run_id>")
