@@ -5,18 +5,21 @@
 //   api.js      the JSON fetch wrapper
 //   session.js  navigation, the session stream, transcript rendering, the connection badge
 //   sidebar.js  session list, create / rename / delete, the phone drawer
-//   composer.js message box, optimistic send and stop, uploads, the agent picker
+//   composer.js message box, optimistic send and stop, uploads
+//   settings.js agent and model pickers, the per-session settings dialog
 // Those modules import functions from one another; none runs anything at import time, so
 // every call happens after all of them are loaded.
 
-import { loadAgents, wireComposer } from "/static/composer.js";
-import { openSession, sessionIdFromPath } from "/static/session.js";
+import { wireComposer } from "/static/composer.js";
+import { openSession, sessionIdFromPath, showNotice } from "/static/session.js";
+import { loadAgents, wireSettings } from "/static/settings.js";
 import { refreshSessions, wireSidebar } from "/static/sidebar.js";
 import { state, ui } from "/static/state.js";
 
 function wire() {
   wireComposer();
   wireSidebar();
+  wireSettings({ onNotice: showNotice });
   window.addEventListener("popstate", () => openSession(sessionIdFromPath()));
   window.addEventListener("online", () => state.stream && state.stream.kick());
   // A dead link can stay silent for a long time; the browser knows sooner.

@@ -1,9 +1,11 @@
-// The composer: the message box, optimistic send and stop, attachments (picker, drag and
-// drop, paste) uploaded as soon as they are added, and the agent picker.
+// The composer: the message box, optimistic send and stop, and attachments (picker, drag
+// and drop, paste) uploaded as soon as they are added. The agent and model pickers live in
+// settings.js.
 
 import { api } from "/static/api.js";
 import { attachmentView } from "/static/render.js";
 import { confirmPending, openSession, renderAll, scheduleRender, scrollToBottom, showNotice } from "/static/session.js";
+import { runChoice } from "/static/settings.js";
 import { state, ui } from "/static/state.js";
 
 // ------------------------------------------------------------------ message box, send, stop
@@ -63,7 +65,7 @@ async function send() {
   scrollToBottom(true);
   try {
     const body = { text, attachments: ready.map((upload) => upload.id) };
-    if (!ui.agent.hidden && ui.agent.value) body.agent = ui.agent.value;
+    Object.assign(body, runChoice());
     const started = await api("POST", `/api/sessions/${sessionId}/runs`, body);
     if (sessionId !== state.sessionId || !state.pending) return;
     state.pending.runId = started.run_id;
@@ -156,25 +158,6 @@ async function addFiles(files) {
     }
     if (sessionId === state.sessionId) renderComposerAttachments();
   }));
-}
-
-// ------------------------------------------------------------------ agent picker
-
-// The agent picker appears only when the server offers more than the default agent.
-export async function loadAgents() {
-  try {
-    const agents = await api("GET", "/api/agents");
-    ui.agent.replaceChildren(...agents.map((agent) => {
-      const option = document.createElement("option");
-      option.value = agent.name;
-      option.textContent = agent.model && agent.model !== agent.name ? `${agent.name} · ${agent.model}` : agent.name;
-      option.selected = agent.default;
-      return option;
-    }));
-    ui.agent.hidden = agents.length < 2;
-  } catch {
-    ui.agent.hidden = true; // the default agent answers
-  }
 }
 
 // ------------------------------------------------------------------ wiring

@@ -79,7 +79,8 @@ export async function openSession(sessionId) {
   if (token !== state.openToken) return;
   ui.transcript.removeAttribute("aria-busy");
   state.fold = new SessionFold(view);
-  setMeta({ id: view.id, title: view.title, created_at: view.created_at, updated_at: view.updated_at, active_run: view.active_run });
+  const { messages, cursor, ...meta } = view; // the view is the metadata (settings too) plus messages
+  setMeta(meta);
   renderAll();
   scrollToBottom(true);
   state.stream = new SessionStream(sessionId, {

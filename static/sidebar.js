@@ -71,6 +71,7 @@ export function setMeta(meta) {
   const index = state.sessions.findIndex((session) => session.id === meta?.id);
   if (index >= 0) state.sessions[index] = { ...state.sessions[index], ...meta };
   renderSessions();
+  document.dispatchEvent(new CustomEvent("hermes:meta", { detail: meta }));
 }
 
 // ------------------------------------------------------------------ session actions
