@@ -46,7 +46,7 @@ class Agents(Mapping):
             raise UnknownAgent(name)
         if model:
             if not agent.accepts(model):
-                raise UnknownModel(model)
+                raise UnknownModel(f"agent {name!r} does not offer the model {model!r}")
             return agent, model
         last_model = remembered.get("model")
         if name == last_agent and isinstance(last_model, str) and agent.accepts(last_model):

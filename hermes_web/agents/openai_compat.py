@@ -23,6 +23,7 @@ from hermes_web.agents.provider_errors import ProviderError, StreamEndedEarly
 from hermes_web.ids import is_valid_id, new_call_id
 from hermes_web.tools import ToolContext, Toolset, builtin_toolset, parse_arguments
 from hermes_web.tools.attachments import SessionAttachments
+from hermes_web.uploads import UnknownAttachment
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class OpenAICompatibleAgent:
             return None
         try:
             data = attachments.read_bytes(item, MAX_IMAGE_BYTES + 1)
-        except Exception:  # deleted since it was sent: described as no longer available
+        except (UnknownAttachment, OSError):  # deleted since it was sent: described as no longer available
             return None
         if len(data) > MAX_IMAGE_BYTES:
             return None
