@@ -217,3 +217,19 @@ def test_tool_results_are_redacted_in_the_journal_streams_view_and_next_conversa
     if at_rest == "1":
         assert_absent(SECRET, history)
     assert user_text(sent(provider, later)[-1]) == later
+
+
+def test_an_edited_turn_sends_only_its_own_branch(start, provider):
+    server = start()
+    session_id = server.create_session()
+    first = provider.script(Stream(streams.openai_text(["one"])))
+    server.run_to_end(session_id, first)
+    second = provider.script(Stream(streams.openai_text(["two"])))
+    second_run, _ = server.run_to_end(session_id, second)
+    edited = provider.script(Stream(streams.openai_text(["three"])))
+    _, frames = server.run_to_end(session_id, edited, replaces=second_run)
+    assert frames[0][2]["replaces"] == second_run
+    assert sent(provider, edited) == [
+        {"role": "user", "content": first}, {"role": "assistant", "content": "one"},
+        {"role": "user", "content": edited},
+    ]
