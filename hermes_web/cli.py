@@ -4,10 +4,18 @@ import argparse
 import sys
 
 from hermes_web.config import Config, ConfigError
+from hermes_web.startup import StartupError
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors are one line, like every other start-up error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hermes-web", description="Durable chat UI for LLM agents.")
+    parser = Parser(prog="hermes-web", description="Durable chat UI for LLM agents.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the UI and API")
@@ -29,16 +37,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; a start-up failure is one line on stderr: exit 2 for configuration, else 1."""
     args = build_parser().parse_args(argv)
     try:
-        config = Config.from_env(
-            data_dir=args.data_dir,
-            host=getattr(args, "host", None),
-            port=getattr(args, "port", None),
-        )
+        return run(args)
     except ConfigError as error:
-        print(f"hermes-web: configuration error: {error}", file=sys.stderr)
-        return 2
+        return _fail(f"configuration error: {error}", 2)
+    except StartupError as error:
+        return _fail(str(error), 1)
+
+
+def run(args) -> int:
+    config = Config.from_env(
+        data_dir=args.data_dir,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
     if args.command == "serve":
         from hermes_web.serve import serve
 
@@ -46,3 +60,8 @@ def main(argv=None) -> int:
     from hermes_web.compaction import run_from_cli
 
     return run_from_cli(config, args)
+
+
+def _fail(message: str, code: int) -> int:
+    print("hermes-web: " + " ".join(message.splitlines()), file=sys.stderr, flush=True)
+    return code

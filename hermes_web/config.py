@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import urllib.parse
 from pathlib import Path
 
 from hermes_web.endpoints import (
@@ -13,12 +14,13 @@ from hermes_web.endpoints import (
     EndpointError,
     load_agents_file,
 )
+from hermes_web.startup import StartupError
 
 FSYNC_POLICIES = ("record", "interval", "terminal")
 DEMO_AGENT = "demo"
 
 
-class ConfigError(ValueError):
+class ConfigError(StartupError, ValueError):
     """A configuration value is malformed."""
 
 
@@ -59,11 +61,15 @@ class Config:
 
     def __post_init__(self):
         if self.fsync_policy not in FSYNC_POLICIES:
-            raise ConfigError(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}")
+            raise ConfigError(f"HERMES_WEB_FSYNC must be one of {', '.join(FSYNC_POLICIES)}")
         if not 0 < self.fsync_interval <= 1.0:
-            raise ConfigError("fsync interval must be in (0, 1] seconds")
+            raise ConfigError("HERMES_WEB_FSYNC_INTERVAL_MS must be in 1..1000")
         if not 0 <= self.port <= 65535:
-            raise ConfigError("port must be in 0..65535")
+            raise ConfigError(f"port {self.port} is not in 0..65535 (--port or HERMES_WEB_PORT)")
+        if self.openai_base_url and not _is_http_url(self.openai_base_url):
+            # The value is not echoed: a URL may carry credentials.
+            raise ConfigError("HERMES_WEB_OPENAI_BASE_URL must be an http:// or https:// URL with a host, "
+                              "e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1")
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         names = [endpoint.name for endpoint in self.agent_endpoints()]
         if len(set(names)) != len(names):
@@ -95,14 +101,14 @@ class Config:
         readers = {
             "HERMES_WEB_DATA_DIR": ("data_dir", Path),
             "HERMES_WEB_HOST": ("host", str),
-            "HERMES_WEB_PORT": ("port", int),
+            "HERMES_WEB_PORT": ("port", _parse_int),
             "HERMES_WEB_FSYNC": ("fsync_policy", str),
-            "HERMES_WEB_FSYNC_INTERVAL_MS": ("fsync_interval", lambda v: int(v) / 1000),
-            "HERMES_WEB_DEMO_DELAY_MS": ("demo_delay_ms", int),
-            "HERMES_WEB_MAX_UPLOAD_MB": ("max_upload_bytes", lambda v: int(float(v) * 1024 * 1024)),
-            "HERMES_WEB_MAX_IMPORT_MB": ("max_import_bytes", lambda v: int(float(v) * 1024 * 1024)),
+            "HERMES_WEB_FSYNC_INTERVAL_MS": ("fsync_interval", lambda v: _parse_int(v) / 1000),
+            "HERMES_WEB_DEMO_DELAY_MS": ("demo_delay_ms", _parse_int),
+            "HERMES_WEB_MAX_UPLOAD_MB": ("max_upload_bytes", lambda v: int(_parse_number(v) * 1024 * 1024)),
+            "HERMES_WEB_MAX_IMPORT_MB": ("max_import_bytes", lambda v: int(_parse_number(v) * 1024 * 1024)),
             "HERMES_WEB_REDACT_AT_REST": ("redact_at_rest", _parse_bool),
-            "HERMES_WEB_HEARTBEAT_S": ("heartbeat_seconds", float),
+            "HERMES_WEB_HEARTBEAT_S": ("heartbeat_seconds", _parse_number),
             "HERMES_WEB_OPENAI_BASE_URL": ("openai_base_url", str),
             "HERMES_WEB_OPENAI_MODEL": ("openai_model", str),
             "OPENAI_API_KEY": ("openai_api_key", str),
@@ -149,3 +155,29 @@ def _parse_bool(raw: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError("expected 0/1, true/false, yes/no or on/off")
+
+
+def _parse_int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("not an integer") from None
+
+
+def _parse_number(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("not a finite number")
+    return value
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # raises ValueError on a malformed port
+    except ValueError:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname)

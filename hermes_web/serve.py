@@ -7,6 +7,8 @@ import signal
 import socket
 import sys
 
+from hermes_web.startup import listen_failure
+
 # Every viewer reconnects at once after a restart; gevent's default backlog (128) drops the
 # SYNs beyond it and each dropped client waits a full second before retrying.
 LISTEN_BACKLOG = 2048
@@ -51,7 +53,10 @@ def serve(config) -> int:
     stopping = gevent.event.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(signum, stopping.set)
-    server.start()
+    try:
+        server.start()
+    except OSError as error:
+        raise listen_failure(config.host, config.port, error) from None
     print(f"hermes_web serving http://{config.host}:{server.server_port}/ "
           f"(data dir {os.path.abspath(config.data_dir)}, {find_service(app, 'logs').watcher.mode} watcher)", flush=True)
     stopping.wait()

@@ -8,8 +8,10 @@ from pathlib import Path
 from hermes_web.codec import encode_line
 from hermes_web.fsutil import DIR_MODE, atomic_write, ensure_dir
 from hermes_web.ids import is_valid_id
+from hermes_web.startup import StartupError, path_failure
 
 JOURNAL_SUFFIX = ".jsonl"
+LAYOUT_DIRS = ("sessions", "journals", "transcripts", "uploads", "archive")
 
 
 class NotFound(LookupError):
@@ -23,13 +25,23 @@ class DataDir:
         self.root = Path(root)
 
     def create(self) -> "DataDir":
-        """Create the layout's directories (0700), and make the data root itself private."""
-        ensure_dir(self.root)
-        if os.stat(self.root).st_mode & 0o077:
-            # A checkout's var/ arrives 0755: nobody else needs to list the sessions.
-            os.chmod(self.root, DIR_MODE)
-        for sub in ("sessions", "journals", "transcripts", "uploads", "archive"):
-            ensure_dir(self.root / sub)
+        """Create the layout's directories (0700), and make the data root itself private.
+
+        Raises :class:`StartupError` if they cannot be created, or read and written.
+        """
+        what = f"the data dir {self.root.absolute()}"
+        hint = "; choose another with --data-dir or HERMES_WEB_DATA_DIR"
+        try:
+            for directory in [self.root] + [self.root / sub for sub in LAYOUT_DIRS]:
+                ensure_dir(directory)
+                if directory == self.root and os.stat(self.root).st_mode & 0o077:
+                    # A checkout's var/ arrives 0755: nobody else needs to list the sessions.
+                    os.chmod(self.root, DIR_MODE)
+                # Found now rather than as a 500 on the first request that writes there.
+                if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
+                    raise StartupError(f"cannot use {what}: {directory} is not readable and writable by this user{hint}")
+        except OSError as error:
+            raise path_failure(what, error, hint) from None
         return self
 
     @property
