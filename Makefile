@@ -1,23 +1,35 @@
-# `make run` and `make test` work on a fresh machine: each installs what it needs first.
+# `make run` and `make test` work on a fresh machine: each installs what it needs first,
+# `make run` only what running needs, `make test` the test tools on top.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test deps browser-deps bench clean
+.PHONY: run test deps run-deps test-deps browser-deps bench clean
 
-run: deps
+run: run-deps
 	$(PY) -m hermes_web serve
 
-test: deps browser-deps
+test: test-deps browser-deps
 	$(PY) -m pytest -q
 
-deps: $(STAMP) node_modules/.installed
+run-deps: $(RUN_STAMP) node_modules/.installed
+test-deps: $(TEST_STAMP) node_modules/.installed
+# Everything a developer needs.
+deps: test-deps
 
-$(STAMP): setup.cfg pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+# The checkout, editable: the server finds static/ and node_modules/ in place.
+$(RUN_STAMP): setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): $(RUN_STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
