@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test deps run-deps test-deps browser-deps bench clean
+.PHONY: run test deps run-deps test-deps browser-deps dist bench clean
 
 run: run-deps
 	$(PY) -m hermes_web serve
@@ -25,7 +25,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 # The checkout, editable: the server finds static/ and node_modules/ in place.
-$(RUN_STAMP): setup.cfg pyproject.toml | $(PY)
+$(RUN_STAMP): setup.cfg setup.py pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
@@ -45,8 +45,12 @@ browser-deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
 
+# The sdist and the wheel built from it (both carry the UI), in dist/.
+dist: test-deps
+	$(PY) -m build --outdir dist .
+
 bench: deps
 	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) node_modules build *.egg-info .pytest_cache
+	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache

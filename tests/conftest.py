@@ -1,5 +1,6 @@
 import pytest
 
+from tests.packaging import UNSET_FOR_ISOLATION, build_and_install
 from tests.support import ServerProcess
 
 
@@ -22,3 +23,27 @@ def server_factory(tmp_path):
 def server(server_factory):
     """One real server with a fast demo agent (5 ms between deltas)."""
     return server_factory()
+
+
+@pytest.fixture(scope="session")
+def installation(tmp_path_factory):
+    """The sdist and wheel, built once per session, the wheel installed into a fresh venv."""
+    return build_and_install(tmp_path_factory.mktemp("release"))
+
+
+@pytest.fixture
+def installed_server(installation, tmp_path):
+    """``start(env=None)``: the installed ``hermes-web serve``, run from a directory of its own."""
+    started = []
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def start(env=None):
+        server = ServerProcess(tmp_path / "installed-data", env={**UNSET_FOR_ISOLATION, **(env or {})},
+                               command=[installation.command], cwd=elsewhere).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

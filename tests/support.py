@@ -21,21 +21,29 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """A real server on a free port with its own data dir; stopped by :meth:`stop`."""
+    """A real server on a free port with its own data dir; stopped by :meth:`stop`.
 
-    def __init__(self, data_dir: Path, env: dict = None, port: int = None):
+    By default the checkout's (``python -m hermes_web`` run in the repository); ``command``
+    (e.g. an installed ``hermes-web``) and ``cwd`` start another.
+    """
+
+    def __init__(self, data_dir: Path, env: dict = None, port: int = None, command=None, cwd: Path = None):
         self.data_dir = Path(data_dir)
+        self.command = list(command or [sys.executable, "-m", "hermes_web"])
+        self.cwd = cwd or ROOT
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.data_dir.parent / f"serve-{self.port}.log"
-        self.env = {**os.environ, "HERMES_WEB_DEMO_DELAY_MS": "5", **(env or {})}
+        # A None value in ``env`` removes that variable.
+        merged = {**os.environ, "HERMES_WEB_DEMO_DELAY_MS": "5", **(env or {})}
+        self.env = {name: value for name, value in merged.items() if value is not None}
         self.process = None
 
     def start(self, timeout: float = 20.0) -> "ServerProcess":
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hermes_web", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [*self.command, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
         deadline = time.monotonic() + timeout

@@ -102,6 +102,13 @@ def test_an_unreadable_data_dir_is_one_line(tmp_path, unreadable):
     assert_one_line_failure(outcome, 1, f"{culprit} is not readable and writable", "--data-dir")
 
 
+def test_missing_ui_files_are_one_line(tmp_path):
+    # A copy of the package with no static/ or node_modules/ beside it, and no installed copy.
+    shutil.copytree(ROOT / "hermes_web", tmp_path / "hermes_web", ignore=shutil.ignore_patterns("__pycache__", "ui_assets"))
+    outcome = hermes_web("serve", "--port", str(free_port()), "--data-dir", str(tmp_path / "var"), cwd=tmp_path)
+    assert_one_line_failure(outcome, 1, str(tmp_path / "static" / "index.html"), "missing")
+
+
 @pytest.mark.parametrize("name, raw", [
     ("HERMES_WEB_PORT", "8o8o"),
     ("HERMES_WEB_FSYNC_INTERVAL_MS", "fast"),

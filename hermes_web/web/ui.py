@@ -1,25 +1,34 @@
 """The browser UI: the single page, its assets, and the vendored npm libraries."""
 
-from pathlib import Path
+from pathlib import PurePath
 
-from flask import Blueprint, send_from_directory
+from flask import Blueprint, current_app, send_file, send_from_directory
 
+from hermes_web.startup import StartupError
+from hermes_web.web import assets
 from hermes_web.web.errors import ApiError
 
 blueprint = Blueprint("ui", __name__)
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-STATIC_DIR = ROOT / "static"
-NODE_MODULES = ROOT / "node_modules"
-# The browser libraries the UI imports, each mapped to one file of its npm package.
-VENDOR_FILES = {
-    "marked.js": ("marked", "lib/marked.esm.js"),
-    "purify.js": ("dompurify", "dist/purify.es.mjs"),
-}
+# Explicit types for what /vendor/ serves: the system's MIME table may lack .mjs or map .js
+# to a legacy type, and a module script of the wrong type does not run.
+VENDOR_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css"}
+
+
+@blueprint.record_once
+def _locate_files(state):
+    try:
+        state.app.extensions["ui_files"] = assets.locate().check()
+    except assets.AssetsMissing as error:
+        raise StartupError(str(error)) from None
+
+
+def _files() -> assets.UiFiles:
+    return current_app.extensions["ui_files"]
 
 
 def _page():
-    response = send_from_directory(STATIC_DIR, "index.html", max_age=0)
+    response = send_from_directory(_files().static_dir, "index.html", max_age=0)
     response.headers["Cache-Control"] = "no-cache"
     return response
 
@@ -36,17 +45,18 @@ def session_page(session_id):
 
 @blueprint.get("/static/<path:filename>")
 def static_file(filename):
-    # send_from_directory refuses paths that escape STATIC_DIR (werkzeug.security.safe_join).
-    return send_from_directory(STATIC_DIR, filename, max_age=0)
+    # send_from_directory refuses paths that escape the static dir (werkzeug.security.safe_join).
+    return send_from_directory(_files().static_dir, filename, max_age=0)
 
 
 @blueprint.get("/vendor/<name>")
 def vendor_file(name):
-    entry = VENDOR_FILES.get(name)
-    if entry is None:
+    # Only the listed names: nothing else of node_modules (or the package) is reachable.
+    path = _files().vendor_paths.get(name)
+    if path is None:
         raise ApiError(404, "not_found", "no such vendor file")
-    package, relative = entry
-    return send_from_directory(NODE_MODULES / package, relative, mimetype="text/javascript", max_age=3600)
+    mimetype = VENDOR_TYPES.get(PurePath(name).suffix, "application/octet-stream")
+    return send_file(path, mimetype=mimetype, download_name=name, max_age=3600)
 
 
 @blueprint.after_app_request
