@@ -4,4 +4,20 @@ The package import is deliberately light (no Flask, no gevent): the serve entry 
 must be able to monkey-patch before anything networked is imported.
 """
 
-__version__ = "0.1.0"
+DISTRIBUTION = "hermes-web"
+
+
+def installed_version() -> str:
+    """The version in the installed package's metadata (its one source is ``setup.cfg``)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def __getattr__(name):
+    if name == "__version__":
+        return installed_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

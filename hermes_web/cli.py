@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from hermes_web import installed_version
 from hermes_web.config import Config, ConfigError
 from hermes_web.startup import StartupError
 
@@ -16,6 +17,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hermes-web", description="Durable chat UI for LLM agents.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the UI and API")

@@ -1,4 +1,4 @@
-"""The command line: every start-up failure is one line and a non-zero exit."""
+"""The command line: ``--version``, and every start-up failure as one line and a non-zero exit."""
 
 import os
 import shutil
@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from hermes_web.config import Config, ConfigError
+from tests.packaging import declared_version
 from tests.support import ROOT, free_port
 
 # Without CAP_DAC_OVERRIDE root obeys file modes like any user, so the unreadable-directory
@@ -35,6 +36,10 @@ def assert_one_line_failure(outcome, code, *mentions):
     for mention in mentions:
         assert mention in lines[0]
     assert stdout == ""
+
+
+def test_version_is_the_one_in_setup_cfg():
+    assert hermes_web("--version") == (0, f"hermes-web {declared_version()}\n", "")
 
 
 def test_a_port_in_use_is_one_line(tmp_path):

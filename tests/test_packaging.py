@@ -88,6 +88,12 @@ def test_the_installed_package_finds_its_own_copy_of_the_ui(installation, tmp_pa
     assert Path(static_dir).is_relative_to(installation.venv)
 
 
+def test_the_installed_command_reports_the_version_of_setup_cfg(installation, tmp_path):
+    result = subprocess.run([installation.command, "--version"], cwd=tmp_path, env=clean_env(),
+                            capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"hermes-web {declared_version()}\n", "")
+
+
 def test_the_installed_server_serves_the_whole_ui_and_streams_a_run(installed_server):
     server = installed_server()
     assert not (server.cwd / "var").exists() and server.data_dir.is_dir()
