@@ -83,7 +83,8 @@ def _build_search(search, sessions, views) -> None:
     except Exception:
         log.exception("could not build the search index")
     else:
-        log.info("search index built: %d message(s)", count)
+        if count:
+            log.info("search index built: %d message(s)", count)
 
 
 def shutdown(app) -> None:

@@ -17,6 +17,7 @@ The file (documented in the README)::
 Every mistake is a :class:`ConfigError` naming the file, the agent and the key.
 """
 
+import os
 import dataclasses
 import math
 import re
@@ -96,8 +97,12 @@ def load_agents_file(path, environ) -> tuple:
     try:
         with open(path, "rb") as handle:
             document = tomllib.load(handle)
-    except FileNotFoundError:
-        return None, ()
+    except (FileNotFoundError, NotADirectoryError):
+        return None, ()  # no file (or no data dir yet: start-up says what is wrong with it)
+    except PermissionError as error:
+        if not os.access(os.path.dirname(os.path.abspath(path)), os.R_OK | os.X_OK):
+            return None, ()  # the data dir itself is unreadable: start-up says so, in its words
+        raise EndpointError(f"{path}: {error}") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise EndpointError(f"{path}: {error}") from None
     unknown = set(document) - {"default_agent", "agents"}

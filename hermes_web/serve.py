@@ -38,6 +38,12 @@ def serve(config) -> int:
         # fsync in a native thread: the greenlet waits, the event loop does not.
         return hub.threadpool.apply(function, args)
 
+    # The port first: a server that cannot listen says so before it touches the data dir.
+    try:
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        listener = WSGIServer.get_listener((config.host, config.port), backlog=LISTEN_BACKLOG, family=family)
+    except OSError as error:
+        raise listen_failure(config.host, config.port, error) from None
     app = create_app(config, offload=offload)
 
     class Server(WSGIServer):
@@ -48,15 +54,12 @@ def serve(config) -> int:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return super().handle(sock, address)
 
-    server = Server((config.host, config.port), app, backlog=LISTEN_BACKLOG,
+    server = Server(listener, app,
                     log=logging.getLogger("hermes_web.access"), error_log=logging.getLogger("hermes_web.server"))
     stopping = gevent.event.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(signum, stopping.set)
-    try:
-        server.start()
-    except OSError as error:
-        raise listen_failure(config.host, config.port, error) from None
+    server.start()
     print(f"hermes_web serving http://{config.host}:{server.server_port}/ "
           f"(data dir {os.path.abspath(config.data_dir)}, {find_service(app, 'logs').watcher.mode} watcher)", flush=True)
     stopping.wait()
