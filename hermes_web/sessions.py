@@ -83,9 +83,8 @@ class Sessions:
             except NotFound:
                 pass
             self.logs.delete_session(session_id, compacted)
-            for path in (self.data_dir.uploads_dir(session_id), self.data_dir.archive_dir(session_id)):
-                shutil.rmtree(path, ignore_errors=True)
-            self.data_dir.transcript_path(session_id).unlink(missing_ok=True)
+            self.transcripts.delete(session_id)
+            shutil.rmtree(self.data_dir.uploads_dir(session_id), ignore_errors=True)
         self.data_dir.start_lock_path(session_id).unlink(missing_ok=True)
         self.views.forget_session(session_id)
         self.streams.note_session_changed(session_id)

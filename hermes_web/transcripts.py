@@ -7,6 +7,7 @@ and counted (PROTOCOL 1.4): the session shows what is whole and says how much is
 
 import collections
 import os
+import shutil
 import threading
 
 from hermes_web.codec import decode_line
@@ -125,6 +126,12 @@ class TranscriptStore:
                 _, (_, evicted) = self._cache.popitem(last=False)
                 self._cached_bytes -= evicted.size
         return transcript
+
+    def delete(self, session_id: str) -> None:
+        """Remove the session's transcript and the journals compaction archived for it."""
+        self.data_dir.transcript_path(session_id).unlink(missing_ok=True)
+        shutil.rmtree(self.data_dir.archive_dir(session_id), ignore_errors=True)
+        self.forget(session_id)
 
     def forget(self, session_id: str) -> None:
         with self._lock:
