@@ -176,9 +176,9 @@ def main() -> int:
         f"append -> SSE delivery, one serve process, a delta every {DELAY_MS} ms",
         ["viewers", "frames", "p50 ms", "p99 ms", "max ms", "server CPU us/frame", "p99 x 1 viewer"], rows,
     )
-    verdict(f"p99 <= {GOAL_P99_MS:.0f} ms with {VIEWER_COUNTS[-1]:,} viewers",
+    passed = verdict(f"p99 <= {GOAL_P99_MS:.0f} ms with {VIEWER_COUNTS[-1]:,} viewers",
             1000 * percentile(results[VIEWER_COUNTS[-1]], 0.99) <= GOAL_P99_MS)
-    return 0
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -217,8 +217,8 @@ def main() -> int:
     reason = "the first failures" if rows[-1][1] else f"the benchmark's cap of {MAX_CONNECTIONS:,}"
     print(f"held {held:,} idle streams without an error; stopped at {reason} "
           f"(server open-file limit {file_limit})")
-    verdict(f"<= {GOAL_KIB} KiB per idle connection", ours <= GOAL_KIB)
-    return 0
+    passed = verdict(f"<= {GOAL_KIB} KiB per idle connection", ours <= GOAL_KIB)
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--keep-archives", help="prune archives older than this (e.g. 30d)")
     compact.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     compact.add_argument("--wait", action="store_true", help="wait for a running compaction instead of exiting")
+    compact.add_argument("--salvage", action="store_true",
+                         help="also fold runs with damaged lines (what decodes); their journals are kept in archive/")
     return parser
 
 

@@ -35,6 +35,7 @@ from hermes_web.compaction_plan import (
     parse_duration,
     plan_session,
 )
+from hermes_web.filestore import session_lock
 from hermes_web.fold import RunFold
 from hermes_web.fsutil import FILE_MODE, atomic_write, ensure_dir, fsync_dir, remove_if_empty, unlink_quietly, write_all
 from hermes_web.retention import ARCHIVE_SUFFIX, TEMP_PREFIX, prune_archives
@@ -43,6 +44,7 @@ from hermes_web.codec import decode_line, encode_line
 from hermes_web.journal import TORN_SUFFIX, journal_state, read_entries, recover, writer_alive_at
 from hermes_web.records import TERMINAL_TYPES
 from hermes_web.store import JOURNAL_SUFFIX, DataDir
+from hermes_web.transcripts import parse_transcript
 
 LOCK_NAME = "compaction.lock"
 COPY_CHUNK_BYTES = 1024 * 1024
@@ -59,6 +61,8 @@ class Options:
     keep_archives: float = None  # seconds; None keeps archives forever
     dry_run: bool = False
     wait: bool = False
+    # Fold runs with damaged lines too (what decodes), keeping their journals in archive/.
+    salvage: bool = False
 
 
 @dataclasses.dataclass
@@ -75,6 +79,7 @@ class Report:
     archives_pruned: int = 0
     bytes_pruned: int = 0
     temp_files_removed: int = 0
+    damaged: int = 0
     errors: int = 0
 
     @property
@@ -122,6 +127,7 @@ def run_from_cli(config, args) -> int:
             keep_archives=parse_duration(args.keep_archives) if args.keep_archives else None,
             dry_run=bool(args.dry_run),
             wait=bool(args.wait),
+            salvage=bool(getattr(args, "salvage", False)),
         )
     except ValueError as error:
         print(f"hermes-web compact: {error}", file=sys.stderr)
@@ -181,7 +187,7 @@ def _pass(data_dir: DataDir, options: Options, say, now) -> int:
             report.errors += 1
             say(f"error: pruning archives: {error}")
     say(_summary(report, options))
-    return 1 if report.errors else 0
+    return 1 if report.errors or report.damaged else 0
 
 
 def _summary(report: Report, options: Options) -> str:
@@ -202,6 +208,8 @@ def _summary(report: Report, options: Options) -> str:
         parts.append(f"{report.archives_pruned} archive(s) pruned ({format_bytes(report.bytes_pruned)})")
     if report.temp_files_removed:
         parts.append(f"{report.temp_files_removed} stale temp file(s) removed")
+    if report.damaged:
+        parts.append(f"{report.damaged} damaged run(s) left (--salvage folds what decodes)")
     parts.append(f"{report.errors} error(s)")
     return f"{prefix} " + ", ".join(parts)
 
@@ -220,12 +228,13 @@ def compact_session(data_dir: DataDir, session_id: str, options: Options, report
         report.temp_files_removed += _remove_temp_files(data_dir.transcripts_dir, f"{TEMP_PREFIX}{transcript_path.name}-")
         report.temp_files_removed += _remove_temp_files(archive_dir, TEMP_PREFIX)
     old_transcript = _read_bytes(transcript_path)
-    try:
-        compacted = _transcript_run_ids(old_transcript)
-    except ValueError as error:
-        report.errors += 1
-        say(f"error: session {session_id}: transcript {transcript_path} is damaged ({error}); session left alone")
+    transcript = parse_transcript(old_transcript)
+    if transcript.damaged:
+        report.damaged += 1
+        say(f"error: session {session_id}: transcript {transcript_path} has {transcript.damaged} damaged line(s); "
+            "session left alone (its view skips them)")
         return
+    compacted = set(transcript.by_run)
     observations = [_observe(data_dir, session_id, run_id, compacted) for run_id in data_dir.run_ids(session_id)]
     plan = plan_session(session_id, observations, now, options.older_than)
     orphans = _orphan_torn_run_ids(journals_dir, compacted | set(plan.retire))
@@ -247,19 +256,26 @@ def compact_session(data_dir: DataDir, session_id: str, options: Options, report
         report.finished += len(plan.finish)
         return
 
-    folded_lines, folded = _fold_runs(data_dir, session_id, plan, report, say)
-    if not os.path.exists(data_dir.session_path(session_id)):
-        say(f"  session {session_id} was deleted meanwhile; left alone")
-        return
-    if folded_lines:
-        ensure_dir(data_dir.transcripts_dir)
-        atomic_write(transcript_path, old_transcript + b"".join(folded_lines))
-        report.transcript_growth += sum(len(line) for line in folded_lines)
-    report.compacted += len(folded)
-    for run_id in folded:
-        say(f"  compacted {run_id}")
-    retire = sorted(set(plan.finish) | set(folded) | orphans)
-    removed, archived = _retire_journals(data_dir, session_id, retire, options.mode)
+    folded_lines, folded, salvaged = _fold_runs(data_dir, session_id, plan, report, say, options.salvage)
+    # The session lock (the server's, across processes) keeps a deletion from running in
+    # between: a deleted chat's transcript is never written back.
+    with session_lock(data_dir, session_id):
+        if not os.path.exists(data_dir.session_path(session_id)):
+            say(f"  session {session_id} was deleted meanwhile; left alone")
+            data_dir.start_lock_path(session_id).unlink(missing_ok=True)
+            return
+        if _read_bytes(transcript_path) != old_transcript:
+            say(f"  session {session_id} changed meanwhile; left for the next pass")
+            return
+        if folded_lines:
+            ensure_dir(data_dir.transcripts_dir)
+            atomic_write(transcript_path, old_transcript + b"".join(folded_lines))
+            report.transcript_growth += sum(len(line) for line in folded_lines)
+        report.compacted += len(folded)
+        for run_id in folded:
+            say(f"  compacted {run_id}{' (salvaged: its damaged lines stay in the archive)' if run_id in salvaged else ''}")
+        retire = sorted(set(plan.finish) | set(folded) | orphans)
+        removed, archived = _retire_journals(data_dir, session_id, retire, options.mode, keep=salvaged)
     report.bytes_removed += removed
     report.bytes_archived += archived
     report.finished += len(plan.finish)
@@ -287,10 +303,11 @@ def _observe(data_dir: DataDir, session_id: str, run_id: str, compacted: set) ->
     return RunObservation(run_id, LIVE if locked else DEAD)
 
 
-def _fold_runs(data_dir: DataDir, session_id: str, plan, report: Report, say):
-    """``(transcript_lines, folded_run_ids)`` for the plan's prefix; stops at the first
-    run that cannot be folded, so the prefix rule holds."""
-    lines, folded = [], []
+def _fold_runs(data_dir: DataDir, session_id: str, plan, report: Report, say, salvage: bool):
+    """``(transcript_lines, folded_run_ids, salvaged_run_ids)`` for the plan's prefix; stops
+    at the first run that cannot be folded, so the prefix rule holds. A run with damaged
+    lines stops it too, unless ``salvage``."""
+    lines, folded, salvaged = [], [], set()
     for run_id in plan.fold:
         path = data_dir.journal_path(session_id, run_id)
         if run_id in plan.recover:
@@ -301,7 +318,7 @@ def _fold_runs(data_dir: DataDir, session_id: str, plan, report: Report, say):
                 break
             say(f"  recovered {run_id} (its writer died)")
         try:
-            run = RunFold()
+            run = RunFold(run_id, session_id)
             for record, end_offset in read_entries(path):
                 run.apply(record, end_offset)
         except (OSError, ValueError) as error:
@@ -312,24 +329,21 @@ def _fold_runs(data_dir: DataDir, session_id: str, plan, report: Report, say):
             report.errors += 1
             say(f"error: {run_id}: journal is not a finished run of that id; it and later runs stay")
             break
+        if run.damaged:
+            if not salvage:
+                report.damaged += 1
+                say(f"error: {run_id}: {run.damaged} damaged line(s); it and later runs stay "
+                    "(--salvage folds what decodes and keeps the journal in archive/)")
+                break
+            salvaged.add(run_id)
         lines.extend(encode_message(message) for message in run.messages())
         folded.append(run_id)
-    return lines, folded
+    return lines, folded, salvaged
 
 
 def encode_message(message: dict) -> bytes:
     """One transcript line: the journal's JSON encoding (compact, UTF-8), no size cap."""
     return encode_line(message)
-
-
-def _transcript_run_ids(data: bytes) -> set:
-    if data and not data.endswith(b"\n"):
-        raise ValueError("last line is incomplete")
-    run_ids = set()
-    for line in data.splitlines():
-        if line.strip():
-            run_ids.add(decode_line(line).get("run_id"))
-    return run_ids
 
 
 def _orphan_torn_run_ids(journals_dir, compacted: set) -> set:
@@ -350,9 +364,10 @@ def _orphan_torn_run_ids(journals_dir, compacted: set) -> set:
 # ---------------------------------------------------------------- retiring journals
 
 
-def _retire_journals(data_dir: DataDir, session_id: str, run_ids, mode: str):
+def _retire_journals(data_dir: DataDir, session_id: str, run_ids, mode: str, keep=frozenset()):
     """Archive (or just delete) the journals and ``.torn`` files of ``run_ids``, which are
-    all durably in the transcript. Returns ``(bytes_removed, bytes_archived)``."""
+    all durably in the transcript; those of ``keep`` are archived in either mode. Returns
+    ``(bytes_removed, bytes_archived)``."""
     journals_dir = data_dir.journals_dir(session_id)
     paths = []
     for run_id in run_ids:
@@ -364,9 +379,11 @@ def _retire_journals(data_dir: DataDir, session_id: str, run_ids, mode: str):
     if not paths:
         return 0, 0
     archived = 0
-    if mode == "archive":
+    kept = {f"{run_id}{JOURNAL_SUFFIX}" for run_id in keep} | {f"{run_id}{JOURNAL_SUFFIX}{TORN_SUFFIX}" for run_id in keep}
+    to_archive = [path for path in paths if mode == "archive" or path.name in kept]
+    if to_archive:
         archive_dir = ensure_dir(data_dir.archive_dir(session_id))
-        for path in paths:
+        for path in to_archive:
             archived += _gzip_into(path, archive_dir / (path.name + ARCHIVE_SUFFIX))
         fsync_dir(archive_dir)
     removed = 0

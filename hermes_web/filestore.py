@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 
-from hermes_web.fsutil import FILE_MODE, atomic_write, ensure_dir, fsync_dir
+from hermes_web.fsutil import FILE_MODE, atomic_write, ensure_dir, fsync_dir, unlink_quietly
 from hermes_web.ids import is_valid_id, session_of_run
 from hermes_web.journal import (
     JournalExists,
@@ -40,6 +40,7 @@ from hermes_web.logstore import (
     REMOTE_LIVENESS_SECONDS,
     LogExists,
     LogNotFound,
+    StoreFull,
     is_terminal,
 )
 from hermes_web.transcripts import transcript_run_ids
@@ -50,6 +51,10 @@ INDEX_VERSION = "1"
 # the mtime is this old: timestamps are coarse (a clock tick), so a create within the same
 # tick as the listing would otherwise leave the mtime, and the stale listing, in place.
 LISTING_SETTLE_NS = 100_000_000
+# Room kept on the journals' file system for terminal records: released when an append
+# finds the disk full, so the run still ends saying why; made again once there is space.
+RESERVE_BYTES = 1024 * 1024
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Start-up recovery looks at journals changed since the previous start-up, less this much
 # (clock steps, a previous start that wrote its stamp while a journal was being written).
 RECOVERY_SLACK_NS = 2 * 1_000_000_000
@@ -70,6 +75,8 @@ class FileLogStore:
         self.index_root = data_dir.root / "index"
         self.runs_index = self.index_root / "runs"
         self.active_index = self.index_root / "active"
+        self.reserve_path = self.index_root / "reserve"
+        self._reserved = False
 
     # ------------------------------------------------------------ set-up
 
@@ -81,7 +88,36 @@ class FileLogStore:
         if not version_path.exists():
             self._index_existing()
             atomic_write(version_path, (INDEX_VERSION + "\n").encode())
+        self.ensure_reserve()
         return self
+
+    # ------------------------------------------------------------ room for terminal records
+
+    def ensure_reserve(self) -> bool:
+        """Keep RESERVE_BYTES allocated for terminal records; False while there is no room."""
+        if self._reserved:
+            return True
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        except OSError:
+            return False
+        try:
+            if os.fstat(fd).st_size < RESERVE_BYTES:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            self._reserved = True
+        except OSError:
+            os.close(fd)
+            fd = None
+            unlink_quietly(self.reserve_path)  # a part of it would only be taken from the runs
+        finally:
+            if fd is not None:
+                os.close(fd)
+        return self._reserved
+
+    def release_reserve(self) -> None:
+        """Give the reserved room back to the file system (a terminal record needs it)."""
+        self._reserved = False
+        unlink_quietly(self.reserve_path)
 
     def _index_existing(self) -> None:
         """One pass over a data dir written before the indexes existed."""
@@ -157,6 +193,7 @@ class FileLogStore:
     # ------------------------------------------------------------ writing
 
     def create(self, session_id: str, run_id: str, first_record: dict) -> "FileRunWriter":
+        self.ensure_reserve()  # space freed since a disk-full: keep room again
         marker = self.active_index / run_id
         _symlink(session_id, marker)
         if session_of_run(run_id) != session_id:
@@ -179,6 +216,11 @@ class FileLogStore:
                     # compaction removed the emptied journal directory in between: again
         except JournalExists:
             raise LogExists(run_id) from None
+        except OSError as error:
+            _unlink_marker(marker)
+            if error.errno in _FULL_ERRNOS:
+                raise StoreFull(str(error)) from error
+            raise
         except BaseException:
             _unlink_marker(marker)
             raise
@@ -193,21 +235,8 @@ class FileLogStore:
             if self._writers.get(writer.run_id) is writer:
                 del self._writers[writer.run_id]
 
-    @contextlib.contextmanager
     def session_lock(self, session_id: str):
-        path = self.data_dir.start_lock_path(session_id)
-        ensure_dir(path.parent)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    time.sleep(0.005)  # held for milliseconds; never block the event loop
-            yield
-        finally:
-            os.close(fd)
+        return session_lock(self.data_dir, session_id)
 
     # ------------------------------------------------------------ recovery
 
@@ -347,7 +376,21 @@ class FileRunWriter:
         return self._journal.offset
 
     def append(self, record: dict, durable: bool = False) -> int:
-        offset = self._journal.append(record, durable=durable)
+        try:
+            offset = self._journal.append(record, durable=durable)
+        except OSError as error:
+            if error.errno not in _FULL_ERRNOS:
+                raise
+            if not durable:
+                raise StoreFull(str(error)) from error
+            # A terminal record: the room kept for it is given back, and it goes in.
+            self._store.release_reserve()
+            try:
+                offset = self._journal.append(record, durable=durable)
+            except OSError as again:
+                if again.errno in _FULL_ERRNOS:
+                    raise StoreFull(str(again)) from again
+                raise
         if is_terminal(record):
             self._ended = True
         beacons = self._store.beacons
@@ -421,8 +464,14 @@ class FileRunLog:
         on disk, and the next reader tries again."""
         try:
             outcome = recover(self.path)
-        except OSError:
-            return "failed"
+        except OSError as error:
+            if error.errno not in _FULL_ERRNOS:
+                return "failed"
+            self._store.release_reserve()  # room kept for terminal records: this is one
+            try:
+                outcome = recover(self.path)
+            except OSError:
+                return "failed"
         if outcome in ("recovered", "terminal"):
             _unlink_marker(self._store.active_index / self.run_id)
             if outcome == "recovered":
@@ -520,6 +569,24 @@ class _JournalChanged:
     def fire(self) -> None:
         for key in self.keys:
             self.beacons.fire(key)
+
+
+@contextlib.contextmanager
+def session_lock(data_dir, session_id: str):
+    """The session's lock, exclusive across processes: ``journals/.<sid>.start-lock``."""
+    path = data_dir.start_lock_path(session_id)
+    ensure_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.005)  # held for milliseconds; never block the event loop
+        yield
+    finally:
+        os.close(fd)
 
 
 def _names(directory) -> list:

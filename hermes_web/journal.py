@@ -4,6 +4,7 @@ Layout and rules: PROTOCOL 1.1-1.3. One writer per journal (an exclusive ``flock
 for the run's lifetime); any number of readers, which only ever see complete lines.
 """
 
+import errno
 import fcntl
 import os
 import threading
@@ -132,12 +133,13 @@ class JournalWriter:
         if self._fd is None:
             raise JournalError("journal is closed")
         line = encode_record(record)
+        previous = self.offset
         try:
             _write_whole(self._fd, line)
-        except (OSError, JournalError):
+        except OSError:
             # Disk full or an I/O error: cut whatever part of the line landed, so the
             # terminal record that follows starts on a line of its own.
-            os.ftruncate(self._fd, self.offset)
+            os.ftruncate(self._fd, previous)
             raise
         self.offset += len(line)
         pending = self._unsynced
@@ -145,7 +147,15 @@ class JournalWriter:
         # A journal with an fsync already pending is already queued for the flusher (which
         # clears the flag before it syncs): only the first append after a sync enqueues it.
         if durable or not pending:
-            self._durability.after_append(self, durable)
+            try:
+                self._durability.after_append(self, durable)
+            except OSError:
+                # The line is written but not durable (an fsync that found the disk full):
+                # take it back, so a retry cannot leave it twice.
+                os.ftruncate(self._fd, previous)
+                self.offset = previous
+                self._unsynced = True
+                raise
         return self.offset
 
     def sync(self) -> None:
@@ -169,9 +179,9 @@ class JournalWriter:
 def _write_whole(fd: int, line: bytes) -> None:
     written = os.write(fd, line)
     if written != len(line):
-        # A short write (disk full) leaves a torn tail; readers never see it, and the
-        # writer or recovery cuts it.
-        raise JournalError(f"short write: {written} of {len(line)} bytes")
+        # A short write to a regular file means the disk is full. It leaves a torn tail;
+        # readers never see it, and the writer or recovery cuts it.
+        raise OSError(errno.ENOSPC, f"No space left on device (wrote {written} of {len(line)} bytes)")
 
 
 # ---------------------------------------------------------------- reading

@@ -41,6 +41,12 @@ class StoreUnavailable(Exception):
     """The store cannot be reached right now (a remote store's connection is down)."""
 
 
+class StoreFull(Exception):
+    """The store has no room for the record (a full disk, a quota). A terminal record
+    still fits: each store keeps room for them (``RunWriter.append(durable=True)`` uses it
+    before giving up), so a run that cannot continue still ends saying why."""
+
+
 class RunWriter(Protocol):
     """The single owner of one run's log."""
 

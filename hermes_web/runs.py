@@ -11,13 +11,15 @@ import time
 
 from hermes_web.agents import AgentRequest, RunSettings, UnknownAgent
 from hermes_web.ids import new_run_id
-from hermes_web.logstore import LogExists, LogNotFound, is_terminal
+from hermes_web.logstore import LogExists, LogNotFound, StoreFull, is_terminal
 from hermes_web.records import bound_record
 from hermes_web.store import Damaged, NotFound
 
 log = logging.getLogger(__name__)
 
 CANCEL_WAIT_SECONDS = 2.0
+DISK_FULL = {"type": "DiskFull", "message": "the disk that holds the journals is full: the run stopped after "
+             "what it had written. Free some space, then send the message again."}
 
 
 class RunConflict(Exception):
@@ -279,6 +281,9 @@ class RunManager:
                 if not isinstance(event, dict) or is_terminal(event) or event.get("type") == "run.started":
                     raise TypeError(f"agent yielded an invalid event: {event!r:.200}")
                 self._append(run, filters, event)
+        except StoreFull as full:
+            log.warning("run %s stopped: the journal's disk is full (%s)", run.run_id, full)
+            terminal = {"type": "run.failed", "error": dict(DISK_FULL)}
         except Exception as exc:  # the agent or provider failed: the run says why
             log.warning("run %s failed: %s", run.run_id, exc)
             terminal = {"type": "run.failed", "error": {"type": type(exc).__name__, "message": str(exc)}}
@@ -294,10 +299,13 @@ class RunManager:
     def _end(self, run: _Run, filters, terminal: dict) -> None:
         """Write the terminal record (durably), close the writer, forget the run."""
         try:
-            for record in filters.finish():
-                run.writer.append(record)
-                if record["type"] == "text.delta":
-                    run.answer.append(record.get("text_redacted", record.get("text")) or "")
+            try:
+                for record in filters.finish():
+                    run.writer.append(record)
+                    if record["type"] == "text.delta":
+                        run.answer.append(record.get("text_redacted", record.get("text")) or "")
+            except StoreFull:
+                terminal = {"type": "run.failed", "error": dict(DISK_FULL)}
             if self.search is not None:
                 # Before the terminal record: whoever sees the run end can find its answer.
                 self.search.add(run.session_id, run.run_id, "answer", "".join(run.answer), time.time())

@@ -1,5 +1,6 @@
 """One error format for every response: ``{"error": {"code", "message"}}`` (PROTOCOL 2)."""
 
+import errno
 import logging
 import re
 
@@ -7,9 +8,11 @@ from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
 from hermes_web.codec import encode_line
+from hermes_web.logstore import StoreFull, StoreUnavailable
 from hermes_web.services import find_service
 
 log = logging.getLogger(__name__)
+DISK_FULL_MESSAGE = "the disk that holds the data dir is full; free some space and try again"
 
 
 class ApiError(Exception):
@@ -53,6 +56,31 @@ def init_app(app) -> None:
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response
+
+    @app.errorhandler(StoreFull)
+    def handle_store_full(error: StoreFull):
+        log.warning("%s %s: the disk is full: %s", request.method, request.path, error)
+        return error_response(507, "disk_full", DISK_FULL_MESSAGE)
+
+    @app.errorhandler(StoreUnavailable)
+    def handle_store_unavailable(error: StoreUnavailable):
+        log.warning("%s %s: the store is unavailable: %s", request.method, request.path, error)
+        return error_response(503, "store_unavailable", "the data store cannot be reached right now; try again shortly")
+
+    @app.errorhandler(OSError)
+    def handle_storage_error(error: OSError):
+        # The data dir failed under the request (a full disk, a file this user cannot read, a
+        # failing disk): say which, name no path, keep the rest of the server answering.
+        log.warning("%s %s: storage error: %s", request.method, request.path, error)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error_response(507, "disk_full", DISK_FULL_MESSAGE)
+        if error.errno in (errno.EACCES, errno.EPERM):
+            reason = "a file of it cannot be read or written by the server (permission denied)"
+        elif error.errno == errno.EROFS:
+            reason = "the data dir is on a read-only file system"
+        else:
+            reason = f"the disk failed reading or writing it ({error.strerror or 'I/O error'})"
+        return error_response(503, "storage_error", f"this request could not be served: {reason}")
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
