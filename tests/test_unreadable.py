@@ -2,6 +2,7 @@
 everything else served. The server runs without root's override of file modes, so a mode
 of 000 means for it what it means for any user."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -74,3 +75,35 @@ def test_unreadable_metadata_and_transcript_stay_in_their_session(server):
     assert_storage_error(server, f"/api/sessions/{transcript_broken}")
     assert server.api("GET", f"/api/sessions/{healthy}")[0] == 200
     assert server.api("POST", "/api/sessions", {})[0] == 201
+
+
+def test_a_run_that_cannot_start_is_ended_not_left_running(tmp_path):
+    """The journal exists before the agent's history is read: when that read fails, the run
+    still ends with a terminal record that says why (no run "running" forever)."""
+    from hermes_web.records import TERMINAL_TYPES
+    from tests.fake_openai import FakeOpenAI
+    from tests.support import journal_lines
+
+    if AS_ORDINARY_USER and not shutil.which("setpriv"):
+        pytest.skip("setpriv is needed to drop root's override of file modes")
+    provider = FakeOpenAI().start()
+    server = ServerProcess(tmp_path / "var", command=[*AS_ORDINARY_USER, sys.executable, "-m", "hermes_web"],
+                           env={"HERMES_WEB_OPENAI_BASE_URL": provider.url}).start()
+    try:
+        session_id = server.create_session()
+        earlier = finished_run(server, session_id)
+        server.journal_path(session_id, earlier).chmod(0)
+        status, body, _ = server.api("POST", f"/api/sessions/{session_id}/runs", {"text": "go", "agent": "openai"})
+        assert status == 503 and body["error"]["code"] == "storage_error"
+        server.journal_path(session_id, earlier).chmod(0o600)
+        latest = sorted(path for path in (server.data_dir / "journals" / session_id).iterdir() if path.suffix == ".jsonl")[-1]
+        assert latest.stem != earlier
+        records = [line for line, _ in journal_lines(latest)]
+        last = json.loads(records[-1])
+        assert last["type"] in TERMINAL_TYPES and last["type"] == "run.failed" and "could not start" in last["error"]["message"]
+        listed = {item["id"]: item for item in server.api("GET", "/api/sessions")[1]}
+        assert listed[session_id]["active_run"] is None
+        assert finished_run(server, session_id, "and the next one works")
+    finally:
+        server.stop()
+        provider.stop()
