@@ -1,8 +1,13 @@
 """The provider interface: one method that yields events."""
 
 import dataclasses
+import posixpath
 import threading
 from typing import Iterator, Protocol
+
+from markdown_it import MarkdownIt
+
+from hermes_web.attachment_markers import MARKER_PATTERN, attached_file_paths
 
 
 class UnknownAgent(LookupError):
@@ -62,10 +67,54 @@ class Agent(Protocol):
         ...
 
 
-def title_for(text: str) -> str:
-    """A session title from the first message: its first six words."""
-    words = text.split()
-    title = " ".join(words[:6])
-    if len(words) > 6:
-        title += "…"
-    return title[:80] or "Untitled"
+TITLE_WORDS = 6
+TITLE_MAX_CHARS = 80
+# CommonMark plus the GitHub tables and strikethrough people type into chat boxes.
+_MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
+def title_for(text: str, attachments=()) -> str:
+    """A session title from the first message, as a reader sees it: its first six words of
+    prose without Markdown syntax, else of its code, else the first attachment's name."""
+    prose, code = _plain_words(MARKER_PATTERN.sub(" ", text or ""))
+    words = prose or code
+    if words:
+        title = " ".join(words[:TITLE_WORDS]) + ("…" if len(words) > TITLE_WORDS else "")
+    else:
+        title = _attachments_title(attachments, attached_file_paths(text))
+    if len(title) > TITLE_MAX_CHARS:
+        title = title[:TITLE_MAX_CHARS - 1].rstrip() + "…"
+    return title or "Untitled"
+
+
+def _plain_words(text: str):
+    """``(prose_words, code_words)`` of Markdown ``text``: what its inline text and its code
+    blocks read as once rendered (link text, image alt text, no markers, no raw HTML)."""
+    prose, code = [], []
+    for token in _MARKDOWN.parse(text):
+        if token.type in ("fence", "code_block"):
+            code.extend(token.content.split())
+        elif token.type == "inline":
+            pieces = []
+            for child in token.children or ():
+                if child.type in ("text", "code_inline"):
+                    pieces.append(child.content)
+                elif child.type == "image":
+                    pieces.append(child.content)  # its alt text
+                elif child.type in ("softbreak", "hardbreak"):
+                    pieces.append(" ")
+            prose.extend("".join(pieces).split())
+    return prose, code
+
+
+def _attachments_title(attachments, legacy_paths) -> str:
+    """``photo.png``, or ``photo.png and 2 more`` for a message of several files."""
+    names = [
+        item["name"] for item in attachments
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"].strip()
+    ]
+    names += [posixpath.basename(path.rstrip("/")) or path for path in legacy_paths]
+    if not names:
+        return ""
+    first = " ".join(names[0].split())
+    return f"{first} and {len(names) - 1} more" if len(names) > 1 else first

@@ -36,7 +36,7 @@ class DemoAgent:
 
     def stream(self, request: AgentRequest, cancel: threading.Event):
         if request.first_turn:
-            yield {"type": "title", "title": title_for(request.text)}
+            yield {"type": "title", "title": title_for(request.text, request.attachments)}
         words = request.text.split()
         reasoning = (
             f"The user sent a message of {len(words)} words"

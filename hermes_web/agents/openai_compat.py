@@ -89,7 +89,7 @@ class OpenAICompatibleAgent:
 
     def stream(self, request: AgentRequest, cancel: threading.Event):
         if request.first_turn:
-            yield {"type": "title", "title": title_for(request.text)}
+            yield {"type": "title", "title": title_for(request.text, request.attachments)}
         endpoint = self.endpoint
         attachments = SessionAttachments.of_conversation(
             self._uploads, request.session_id, request.history, request.attachments
