@@ -1,12 +1,12 @@
-// The composer: the message box, optimistic send and stop, and attachments (picker, drag
-// and drop, paste) uploaded as soon as they are added. The agent and model pickers live in
-// settings.js.
+// The composer: the message box, optimistic send and stop (also with Escape), and
+// attachments (picker, drag and drop, paste) uploaded as soon as they are added. The agent
+// and model pickers live in settings.js.
 
 import { api } from "/static/api.js";
 import { attachmentView } from "/static/render.js";
-import { confirmPending, openSession, renderAll, scheduleRender, scrollToBottom, showNotice } from "/static/session.js";
+import { confirmPending, openSession, renderAll, scheduleRender, scrollToBottom } from "/static/session.js";
 import { runChoice } from "/static/settings.js";
-import { state, ui } from "/static/state.js";
+import { on, showNotice, state, ui } from "/static/state.js";
 
 // ------------------------------------------------------------------ message box, send, stop
 
@@ -28,13 +28,23 @@ function autoGrow() {
   ui.input.style.height = `${Math.min(ui.input.scrollHeight, 240)}px`;
 }
 
-async function ensureSession() {
-  if (state.sessionId) return state.sessionId;
-  const meta = await api("POST", "/api/sessions", {});
-  state.sessions.unshift({ ...meta, active_run: null });
-  history.pushState({}, "", `/s/${meta.id}`);
-  await openSession(meta.id);
-  return meta.id;
+let creating = null; // the session being created for the empty chat, while its POST runs
+
+/** The open session, created now if this is the empty new chat (its first message or file). */
+function ensureSession() {
+  if (state.sessionId) return Promise.resolve(state.sessionId);
+  creating ??= (async () => {
+    try {
+      const meta = await api("POST", "/api/sessions", {});
+      state.sessions.unshift({ ...meta, active_run: null });
+      history.pushState({}, "", `/s/${meta.id}`);
+      await openSession(meta.id);
+      return meta.id;
+    } finally {
+      creating = null;
+    }
+  })();
+  return creating;
 }
 
 async function send() {
@@ -87,13 +97,28 @@ async function send() {
 
 async function stop() {
   const active = state.fold && state.fold.activeRun;
-  if (!active) return;
+  if (!active || stop.runId === active.runId) return;
+  stop.runId = active.runId; // one cancel per run, however often Stop or Escape is pressed
   ui.stop.disabled = true;
   try {
     await api("POST", `/api/runs/${active.runId}/cancel`);
   } catch (error) {
+    stop.runId = null;
     showNotice(`Could not stop: ${error.message}`);
   }
+}
+
+/**
+ * Escape anywhere in the page stops the running turn, unless something else used it
+ * (closing the drawer, leaving a rename: those call preventDefault) or a dialog is open.
+ * Listening on window, after every element and document listener, is what lets them.
+ */
+function stopOnEscape(event) {
+  if (event.key !== "Escape" || event.defaultPrevented || event.isComposing) return;
+  if (document.querySelector("dialog[open], [aria-modal='true']:not([hidden])")) return;
+  if (!(state.fold && state.fold.activeRun)) return;
+  event.preventDefault();
+  stop();
 }
 
 // ------------------------------------------------------------------ attachments
@@ -164,6 +189,9 @@ async function addFiles(files) {
 
 /** Listeners for the message box, send and stop, the file picker, paste and drag and drop. */
 export function wireComposer() {
+  on("session:opened", clearUploads);
+  on("session:rendered", updateComposer);
+  window.addEventListener("keydown", stopOnEscape);
   ui.composer.addEventListener("submit", (event) => {
     event.preventDefault();
     send();

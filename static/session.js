@@ -1,23 +1,18 @@
-// The open session: navigation, its one stream, the transcript and the connection badge.
+// The open session: navigation, its one stream, the header, the transcript and the
+// connection badge.
 //
 // The server is the only source of truth. Opening a session renders its view and then
 // tails the session stream from the view's cursor; every frame goes through the same fold
 // as on the server (fold.js). Nothing about the transcript is stored in the browser.
+//
+// The sidebar and the composer build on this module; it tells them what happened through
+// the events of state.js and never imports them.
 
 import { api } from "/static/api.js";
-import { clearUploads, updateComposer } from "/static/composer.js";
 import { SessionFold } from "/static/fold.js";
 import { element, updateAssistantMessage, updateUserMessage } from "/static/render.js";
-import { closeDrawer, refreshSessions, renderSessions, setMeta } from "/static/sidebar.js";
-import { state, ui } from "/static/state.js";
+import { announce, emit, showNotice, state, ui } from "/static/state.js";
 import { SessionStream } from "/static/stream.js";
-
-export function showNotice(message) {
-  ui.notice.textContent = message || "";
-  ui.notice.hidden = !message;
-  clearTimeout(showNotice.timer);
-  if (message) showNotice.timer = setTimeout(() => showNotice(""), 8000);
-}
 
 // ------------------------------------------------------------------ navigation
 
@@ -29,7 +24,6 @@ export function sessionIdFromPath() {
 export function navigate(sessionId, { replace = false } = {}) {
   const path = sessionId ? `/s/${sessionId}` : "/";
   if (location.pathname !== path) history[replace ? "replaceState" : "pushState"]({}, "", path);
-  closeDrawer();
   openSession(sessionId);
 }
 
@@ -50,7 +44,7 @@ export async function openSession(sessionId) {
   ui.renameForm.hidden = true;
   ui.title.hidden = false;
   showNotice("");
-  clearUploads();
+  emit("session:opened", { sessionId });
   if (!sessionId) {
     setMeta(null);
     setConnection("idle");
@@ -110,13 +104,16 @@ function onRecord(id, record) {
     }
     announce("The assistant is answering…");
     refreshSessionsSoon();
-  } else if (record.type === "title" && typeof record.title === "string") {
+    scheduleRender(); // a new pair of messages: the whole transcript is laid out again
+    return;
+  }
+  if (record.type === "title" && typeof record.title === "string") {
     setMeta({ ...state.meta, title: record.title });
   } else if (run.finished) {
     announce(`The answer is ${run.status}.`);
     refreshSessionsSoon();
   }
-  scheduleRender();
+  scheduleRender(run);
 }
 
 function onSessionEvent(event, data) {
@@ -131,22 +128,57 @@ function onSessionEvent(event, data) {
 
 function refreshSessionsSoon() {
   clearTimeout(refreshSessionsSoon.timer);
-  refreshSessionsSoon.timer = setTimeout(refreshSessions, 150);
+  refreshSessionsSoon.timer = setTimeout(() => emit("sessions:stale"), 150);
 }
 
-function announce(text) {
-  ui.liveStatus.textContent = text;
+/** The header's title and the tab's; the sidebar hears of it through `session:meta`. */
+export function setMeta(meta) {
+  state.meta = meta;
+  const title = (meta && meta.title) || "New chat";
+  ui.title.textContent = title;
+  document.title = meta ? `${title} · Hermes` : "Hermes";
+  emit("session:meta", { meta });
 }
 
 // ------------------------------------------------------------------ rendering
 
-export function scheduleRender() {
+// Runs whose messages changed since the last frame; null means everything is drawn again.
+let dirtyRuns = null;
+
+/**
+ * Draw on the next animation frame, however many frames arrive before it. Given a run,
+ * only that run's messages are patched (a delta); without, the whole transcript is.
+ */
+export function scheduleRender(run = null) {
+  if (run === null) dirtyRuns = null;
+  else if (dirtyRuns !== null) dirtyRuns.add(run);
   if (state.renderQueued) return;
   state.renderQueued = true;
   requestAnimationFrame(() => {
     state.renderQueued = false;
-    renderAll();
+    const runs = dirtyRuns;
+    dirtyRuns = new Set();
+    if (runs === null) renderAll();
+    else renderRuns(runs);
   });
+}
+
+/** Patch the messages of `runs` in place; their elements exist already. */
+function renderRuns(runs) {
+  const stick = nearBottom();
+  for (const run of runs) {
+    for (const message of run.messages()) {
+      const node = state.nodes.get(message.id);
+      if (!node) return renderAll(); // not drawn yet: lay everything out
+      updateMessage(node, message);
+    }
+  }
+  afterRender(stick);
+}
+
+function updateMessage(node, message) {
+  if (message.role === "user") updateUserMessage(node, message);
+  else updateAssistantMessage(node, message);
 }
 
 function nearBottom() {
@@ -170,6 +202,7 @@ export function confirmPending(runId) {
 }
 
 export function renderAll() {
+  dirtyRuns = new Set();
   const stick = nearBottom();
   const messages = state.fold ? [...state.fold.messages(), ...pendingMessages()] : [];
   if (state.confirmedRun !== null) {
@@ -195,8 +228,7 @@ export function renderAll() {
     node.dataset.messageId = message.id;
     node.dataset.runId = message.run_id || "";
     if (message.pending) node.dataset.pending = "true";
-    if (message.role === "user") updateUserMessage(node, message);
-    else updateAssistantMessage(node, message);
+    updateMessage(node, message);
     const expected = previous ? previous.nextSibling : ui.messages.firstChild;
     if (expected !== node) ui.messages.insertBefore(node, expected);
     previous = node;
@@ -219,9 +251,12 @@ export function renderAll() {
     ui.messages.querySelector(".message-waiting")?.remove();
   }
   ui.welcome.hidden = messages.length > 0;
-  updateComposer();
+  afterRender(stick);
+}
+
+function afterRender(stick) {
   updateConnection();
-  renderSessions();
+  emit("session:rendered");
   if (stick) scrollToBottom(true);
 }
 

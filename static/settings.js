@@ -5,11 +5,11 @@
 // run (or the ones picked since), its system prompt and temperature, and every change is a
 // PATCH that the session stream echoes back (session.updated) to every open tab. For a chat
 // that does not exist yet, the last choice is kept in this browser and sent with its first
-// message. Metadata arrives as a "hermes:meta" event from the sidebar's setMeta; this module
+// message. Metadata arrives as the session module's "session:meta" event; this module
 // imports nothing but the api wrapper and the shared state.
 
 import { api } from "/static/api.js";
-import { state, ui } from "/static/state.js";
+import { on, state, ui } from "/static/state.js";
 
 const CHOICE_KEY = "hermes.agentChoice";
 const $ = (id) => document.getElementById(id);
@@ -149,8 +149,7 @@ export function wireSettings({ onNotice }) {
   view.button.addEventListener("click", openDialog);
   view.form.addEventListener("submit", saveDialog);
   view.cancel.addEventListener("click", () => view.dialog.close());
-  document.addEventListener("hermes:meta", (event) => {
-    const meta = event.detail;
+  on("session:meta", ({ meta }) => {
     // An existing chat shows its own choice; a new one keeps what was last picked here.
     if (meta && meta.agent) show(meta);
     else if (!meta) show(remembered());

@@ -1,12 +1,18 @@
-// The sessions sidebar and the header's session actions: list, create, rename, delete,
+// The sessions sidebar and the header's session actions: list, new chat, rename, delete,
 // and the drawer it becomes at phone widths.
+//
+// The list can hold thousands of sessions: it draws the first rows only (more as the
+// user scrolls or asks), and patches each row in place when what it shows changes, so a
+// refresh or a running turn never rebuilds it (which would also steal focus and clicks).
 
 import { api } from "/static/api.js";
 import { element } from "/static/render.js";
-import { navigate, showNotice } from "/static/session.js";
-import { state, ui } from "/static/state.js";
+import { navigate, setMeta } from "/static/session.js";
+import { on, showNotice, state, ui } from "/static/state.js";
 
 const SESSION_LIST_REFRESH_MS = 5000;
+// Rows drawn at first, and added by each "show more".
+const SESSION_ROWS_PAGE = 100;
 
 // ------------------------------------------------------------------ session list
 
@@ -33,58 +39,106 @@ function isRunning(session) {
   return Boolean(session.active_run);
 }
 
-let sessionsSignature = "";
+let rowLimit = SESSION_ROWS_PAGE;
+const rows = new Map(); // session id -> <li>, for the rows drawn
 
-export function renderSessions() {
-  // Rebuild only on a visible change: a list replaced every frame would steal focus and clicks.
-  const signature = JSON.stringify([state.sessionId, state.sessions.map((session) => [
-    session.id, session.title, isRunning(session), relativeTime(session.updated_at)])]);
-  if (signature === sessionsSignature) return;
-  sessionsSignature = signature;
-  const items = state.sessions.map((session) => {
-    const current = session.id === state.sessionId;
-    const running = isRunning(session);
-    const link = element("a", {
-      href: `/s/${session.id}`, class: "session-link", "data-testid": "session-link",
-      "aria-current": current ? "page" : null,
-      onclick: (event) => {
-        if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
-        event.preventDefault();
-        navigate(session.id);
-      },
-    },
-    element("span", { class: "session-name", text: session.title || "Untitled" }),
-    element("span", { class: "session-meta" },
-      running ? element("span", { class: "running-dot", "data-testid": "session-running", title: "A turn is running" }) : null,
-      element("span", { text: running ? "running" : relativeTime(session.updated_at) })));
-    return element("li", { class: `session-item${current ? " is-current" : ""}`, "data-session-id": session.id, "data-testid": "session-item" }, link);
-  });
-  ui.sessionList.replaceChildren(...items);
-  ui.sessionEmpty.hidden = items.length > 0;
+function rowSignature(session) {
+  return JSON.stringify([session.title, session.id === state.sessionId, isRunning(session), relativeTime(session.updated_at)]);
 }
 
-export function setMeta(meta) {
-  state.meta = meta;
-  const title = (meta && meta.title) || "New chat";
-  ui.title.textContent = title;
-  document.title = meta ? `${title} · Hermes` : "Hermes";
-  const index = state.sessions.findIndex((session) => session.id === meta?.id);
-  if (index >= 0) state.sessions[index] = { ...state.sessions[index], ...meta };
+function openFromLink(event) {
+  if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
+  event.preventDefault();
+  navigate(event.currentTarget.closest("[data-session-id]").dataset.sessionId);
+}
+
+function sessionRow(session) {
+  const link = element("a", { href: `/s/${session.id}`, class: "session-link", "data-testid": "session-link", onclick: openFromLink },
+    element("span", { class: "session-name" }),
+    element("span", { class: "session-meta" },
+      element("span", { class: "running-dot", "data-testid": "session-running", title: "A turn is running", hidden: true }),
+      element("span", { class: "session-when" })));
+  return element("li", { class: "session-item", "data-session-id": session.id, "data-testid": "session-item" }, link);
+}
+
+/** Bring one row up to date; untouched when nothing it shows changed. */
+function updateRow(row, session) {
+  const signature = rowSignature(session);
+  if (row.dataset.signature === signature) return;
+  row.dataset.signature = signature;
+  const current = session.id === state.sessionId;
+  const running = isRunning(session);
+  row.classList.toggle("is-current", current);
+  const link = row.firstChild;
+  if (current) link.setAttribute("aria-current", "page");
+  else link.removeAttribute("aria-current");
+  link.querySelector(".session-name").textContent = session.title || "Untitled";
+  link.querySelector(".running-dot").hidden = !running;
+  link.querySelector(".session-when").textContent = running ? "running" : relativeTime(session.updated_at);
+}
+
+/** Draw the first `rowLimit` sessions, reusing the rows already there. */
+export function renderSessions() {
+  const shown = state.sessions.slice(0, rowLimit);
+  const keep = new Set();
+  let previous = null;
+  for (const session of shown) {
+    keep.add(session.id);
+    let row = rows.get(session.id);
+    if (!row) {
+      row = sessionRow(session);
+      rows.set(session.id, row);
+    }
+    updateRow(row, session);
+    const expected = previous ? previous.nextSibling : ui.sessionList.firstChild;
+    if (expected !== row) ui.sessionList.insertBefore(row, expected);
+    previous = row;
+  }
+  for (const [id, row] of rows) {
+    if (!keep.has(id)) {
+      row.remove();
+      rows.delete(id);
+    }
+  }
+  ui.sessionEmpty.hidden = shown.length > 0;
+  const more = Math.min(SESSION_ROWS_PAGE, state.sessions.length - shown.length);
+  ui.showMoreSessions.hidden = more <= 0;
+  if (more > 0) {
+    ui.showMoreSessions.textContent = `Show ${more} more`;
+    ui.showMoreSessions.setAttribute("aria-label", `Show ${more} more chats`);
+  }
+}
+
+function showMoreSessions() {
+  rowLimit += SESSION_ROWS_PAGE;
   renderSessions();
-  document.dispatchEvent(new CustomEvent("hermes:meta", { detail: meta }));
+}
+
+/** Patch the open session's row alone (its title, or whether a turn runs in it). */
+function renderCurrentRow() {
+  const session = state.sessions.find((item) => item.id === state.sessionId);
+  const row = session && rows.get(session.id);
+  if (row) updateRow(row, session);
+}
+
+function onMeta(meta) {
+  const index = meta ? state.sessions.findIndex((session) => session.id === meta.id) : -1;
+  if (index >= 0) state.sessions[index] = { ...state.sessions[index], ...meta };
+  renderSessions(); // the current row changed (or there is none now)
 }
 
 // ------------------------------------------------------------------ session actions
 
-async function createSession() {
-  try {
-    const meta = await api("POST", "/api/sessions", {});
-    state.sessions.unshift({ ...meta, active_run: null });
-    navigate(meta.id);
-    ui.input.focus();
-  } catch (error) {
-    showNotice(`Could not create a chat: ${error.message}`);
-  }
+/**
+ * An empty chat at `/`: the session is created when its first message is sent (or a file
+ * is attached), so clicking New chat again and again leaves no empty sessions behind. A
+ * session that has nothing in it yet is simply kept.
+ */
+function newChat() {
+  const empty = state.sessionId && state.fold && state.fold.runs.size === 0 && state.pending === null;
+  if (!empty) navigate(null);
+  closeDrawer();
+  ui.input.focus();
 }
 
 function startRename() {
@@ -129,6 +183,7 @@ async function deleteSession() {
   state.sessions = state.sessions.filter((session) => session.id !== sessionId);
   const next = state.sessions[0];
   navigate(next ? next.id : null, { replace: true });
+  renderSessions();
 }
 
 // ------------------------------------------------------------------ drawer (phone widths)
@@ -151,12 +206,30 @@ export function closeDrawer() {
 
 /** Listeners for the sidebar, the header's session actions and the drawer; the list's refresh timer. */
 export function wireSidebar() {
-  ui.newSession.addEventListener("click", createSession);
+  on("session:opened", () => {
+    closeDrawer();
+    renderSessions(); // the row of the session being opened is current at once
+  });
+  on("session:meta", ({ meta }) => onMeta(meta));
+  on("session:rendered", renderCurrentRow);
+  on("sessions:stale", refreshSessions);
+  ui.newSession.addEventListener("click", newChat);
+  ui.showMoreSessions.addEventListener("click", showMoreSessions);
+  // Scrolling to the end of the list shows more rows without a click. The entries may be
+  // stale (a click that just added rows moved the button away): look again.
+  const list = ui.sidebar.querySelector(".session-list-wrap");
+  new IntersectionObserver(() => {
+    if (ui.showMoreSessions.hidden) return;
+    const button = ui.showMoreSessions.getBoundingClientRect();
+    const box = list.getBoundingClientRect();
+    if (button.top < box.bottom && button.bottom > box.top) showMoreSessions();
+  }, { root: list }).observe(ui.showMoreSessions);
   ui.renameButton.addEventListener("click", startRename);
   ui.title.addEventListener("dblclick", startRename);
   ui.renameForm.addEventListener("submit", submitRename);
   ui.renameInput.addEventListener("keydown", (event) => {
     if (event.key === "Escape") {
+      event.preventDefault(); // spent on the rename: it does not also stop a running turn
       endRename();
       ui.renameButton.focus();
     }
@@ -165,6 +238,10 @@ export function wireSidebar() {
   ui.deleteButton.addEventListener("click", deleteSession);
   ui.menu.addEventListener("click", () => (document.body.classList.contains("drawer-open") ? closeDrawer() : openDrawer()));
   ui.backdrop.addEventListener("click", closeDrawer);
-  document.addEventListener("keydown", (event) => event.key === "Escape" && closeDrawer());
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || !document.body.classList.contains("drawer-open")) return;
+    event.preventDefault(); // this Escape is spent: it does not also stop a running turn
+    closeDrawer();
+  });
   setInterval(() => document.visibilityState === "visible" && refreshSessions(), SESSION_LIST_REFRESH_MS);
 }

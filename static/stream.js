@@ -36,6 +36,7 @@ export class SessionStream {
     this.attempt = 0;
     this.timer = null;
     this.watchdog = null;
+    this.fedAt = 0;
     this.closed = false;
     this.state = null;
   }
@@ -97,15 +98,25 @@ export class SessionStream {
     if (!this.closed && this.source !== null) this._retry();
   }
 
+  /** Something arrived. Only a time is noted: a busy stream brings a thousand frames a second. */
   _feed() {
-    clearTimeout(this.watchdog);
-    this.watchdog = setTimeout(() => this._retry(), SILENCE_LIMIT_MS);
+    this.fedAt = Date.now();
+    if (this.watchdog === null) this._watch(SILENCE_LIMIT_MS);
+  }
+
+  _watch(delay) {
+    this.watchdog = setTimeout(() => {
+      const silent = Date.now() - this.fedAt;
+      if (silent >= SILENCE_LIMIT_MS) this._retry();
+      else this._watch(SILENCE_LIMIT_MS - silent);
+    }, delay);
   }
 
   _stop() {
     clearTimeout(this.timer);
     clearTimeout(this.watchdog);
     this.timer = null;
+    this.watchdog = null;
     if (this.source) {
       this.source.close();
       this.source = null;
