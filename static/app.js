@@ -7,10 +7,11 @@
 //   composer.js  message box, optimistic send and stop, uploads
 //   settings.js  agent and model pickers, the per-session settings dialog
 //   session.js   navigation, the session stream, the header, transcript rendering, the badge
-//   render.js    messages into the DOM
+//   render.js    messages into the DOM (markdown.js: Markdown, code blocks; copy.js: copy buttons)
 //   fold.js, stream.js, api.js, state.js
 
 import { wireComposer } from "/static/composer.js";
+import { wireCopyButtons } from "/static/copy.js";
 import { openSession, sessionIdFromPath } from "/static/session.js";
 import { loadAgents, wireSettings } from "/static/settings.js";
 import { refreshSessions, wireSidebar } from "/static/sidebar.js";
@@ -20,6 +21,7 @@ function wire() {
   wireComposer();
   wireSidebar();
   wireSettings({ onNotice: showNotice });
+  wireCopyButtons(ui.messages);
   window.addEventListener("popstate", () => openSession(sessionIdFromPath()));
   window.addEventListener("online", () => state.stream && state.stream.kick());
   // A dead link can stay silent for a long time; the browser knows sooner.

@@ -1,24 +1,10 @@
 // Rendering of transcript messages into the DOM, patched in place.
 //
 // Each message element is created once and updated field by field, so a streaming turn
-// costs one markdown render per animation frame, open <details> stay open, and images
-// already loaded are never re-created.
+// costs one render of its last Markdown block per animation frame (markdown.js), open
+// <details> stay open, and images already loaded are never re-created.
 
-import { marked } from "/vendor/marked.js";
-import DOMPurify from "/vendor/purify.js";
-
-marked.setOptions({ gfm: true, breaks: false });
-DOMPurify.addHook("afterSanitizeAttributes", (node) => {
-  if (node.tagName === "A" && node.getAttribute("href")) {
-    node.setAttribute("target", "_blank");
-    node.setAttribute("rel", "noopener noreferrer");
-  }
-});
-
-/** Markdown source -> sanitized HTML. */
-export function renderMarkdown(source) {
-  return DOMPurify.sanitize(marked.parse(source || ""), { USE_PROFILES: { html: true } });
-}
+import { updateMarkdown } from "/static/markdown.js";
 
 export function element(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -40,9 +26,49 @@ export function formatSize(bytes) {
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
-function formatTime(seconds) {
-  if (typeof seconds !== "number") return "";
-  return new Date(seconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+const sameDay = (a, b) => a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
+
+/** A message's time, short: `14:05` today, `Yesterday 14:05`, `Mar 3, 14:05`, `Mar 3, 2023`. */
+export function shortTime(seconds, now = new Date()) {
+  const date = new Date(seconds * 1000);
+  const clock = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (sameDay(date, now)) return clock;
+  const yesterday = new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1);
+  if (sameDay(date, yesterday)) return `Yesterday ${clock}`;
+  if (date.getFullYear() === now.getFullYear()) return `${date.toLocaleDateString([], { month: "short", day: "numeric" })}, ${clock}`;
+  return date.toLocaleDateString([], { year: "numeric", month: "short", day: "numeric" });
+}
+
+/** The full date and time, for the tooltip. */
+export function fullTime(seconds) {
+  return new Date(seconds * 1000).toLocaleString([], { dateStyle: "full", timeStyle: "long" });
+}
+
+/** `<time>` of Unix `seconds`: short text, the full date on hover; empty without a time. */
+function updateTime(node, seconds) {
+  const known = typeof seconds === "number" && Number.isFinite(seconds);
+  node.hidden = !known;
+  if (!known || node.dataset.seconds === String(seconds)) return;
+  node.dataset.seconds = String(seconds);
+  node.dateTime = new Date(seconds * 1000).toISOString();
+  node.title = fullTime(seconds);
+  node.textContent = shortTime(seconds);
+}
+
+const COPY_ICON = '<svg class="icon-copy" viewBox="0 0 24 24" width="16" height="16" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><rect x="9" y="9" width="12" height="12" rx="2"/><path d="M5 15H4a1 1 0 0 1-1-1V4a1 1 0 0 1 1-1h10a1 1 0 0 1 1 1v1"/></svg>'
+  + '<svg class="icon-done" viewBox="0 0 24 24" width="16" height="16" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M5 12.5l4.5 4.5L19 7.5"/></svg>';
+
+/** The row under a message: its time and a button that copies its Markdown source. */
+function messageFoot(className) {
+  const copy = element("button", {
+    type: "button", class: "icon-button message-copy", "data-action": "copy-message", "data-testid": "copy-message",
+    "aria-label": "Copy message", title: "Copy message",
+  });
+  copy.innerHTML = COPY_ICON;
+  return element("div", { class: className },
+    element("span", { class: "message-meta" }),
+    element("time", { class: "message-time", "data-testid": "message-time", hidden: true }),
+    copy);
 }
 
 function pretty(value) {
@@ -87,15 +113,22 @@ function attachmentsSignature(attachments) {
 /** A user turn; `update` keeps the element when nothing visible changed. */
 export function updateUserMessage(node, message) {
   const signature = `${message.text}\u0000${attachmentsSignature(message.attachments)}`;
-  if (node.dataset.signature === signature) return;
-  node.dataset.signature = signature;
-  node.replaceChildren();
-  const bubble = element("div", { class: "bubble" });
-  if (message.attachments && message.attachments.length) {
-    bubble.append(element("div", { class: "attachments" }, ...message.attachments.map((item) => attachmentView(item))));
+  if (node.dataset.signature !== signature) {
+    node.dataset.signature = signature;
+    const bubble = element("div", { class: "bubble" });
+    if (message.attachments && message.attachments.length) {
+      bubble.append(element("div", { class: "attachments" }, ...message.attachments.map((item) => attachmentView(item))));
+    }
+    if (message.text) {
+      const text = element("div", { class: "user-text", "data-testid": "message-text", text: message.text });
+      text.rawText = message.text;
+      bubble.append(text);
+    }
+    node.replaceChildren(bubble, node.querySelector(".message-foot") || messageFoot("message-foot"));
   }
-  if (message.text) bubble.append(element("div", { class: "user-text", "data-testid": "message-text", text: message.text }));
-  node.append(bubble);
+  const foot = node.querySelector(".message-foot");
+  foot.querySelector(".message-copy").hidden = !message.text;
+  updateTime(foot.querySelector(".message-time"), message.created_at);
 }
 
 const STATUS_LABEL = {
@@ -147,6 +180,19 @@ function updateToolCard(card, call) {
   card.querySelector(".tool-result-label").hidden = !hasResult;
 }
 
+/** `text` in a plain-text element; a text that grew only has its new end appended. */
+function updatePlainText(node, text) {
+  const shown = node.rawText || "";
+  if (shown === text) return;
+  if (shown && text.length > shown.length && text.startsWith(shown.slice(-64), shown.length - Math.min(64, shown.length))
+      && node.lastChild instanceof Text) {
+    node.lastChild.appendData(text.slice(shown.length));
+  } else {
+    node.textContent = text;
+  }
+  node.rawText = text;
+}
+
 /** Build the fixed skeleton of an assistant turn. */
 function assistantSkeleton(node) {
   const reasoning = element("details", { class: "reasoning", "data-testid": "reasoning", hidden: true },
@@ -155,9 +201,8 @@ function assistantSkeleton(node) {
   const tools = element("div", { class: "tools", "data-testid": "tool-list" });
   const text = element("div", { class: "markdown", "data-testid": "message-text" });
   const status = element("div", { class: "turn-status", "data-testid": "turn-status", role: "status" });
-  const meta = element("div", { class: "turn-meta" });
   node.append(element("div", { class: "avatar", "aria-hidden": "true", text: "H" }),
-    element("div", { class: "turn-body" }, reasoning, tools, text, status, meta));
+    element("div", { class: "turn-body" }, reasoning, tools, text, status, messageFoot("turn-meta")));
 }
 
 /** An assistant turn: reasoning, tool cards in order, markdown text, status line. */
@@ -168,10 +213,7 @@ export function updateAssistantMessage(node, message) {
 
   const reasoning = node.querySelector(".reasoning");
   const reasoningText = reasoning.querySelector(".reasoning-text");
-  if (reasoningText.dataset.raw !== message.reasoning) {
-    reasoningText.dataset.raw = message.reasoning || "";
-    reasoningText.textContent = message.reasoning || "";
-  }
+  updatePlainText(reasoningText, message.reasoning || "");
   reasoning.hidden = !message.reasoning;
   const thinking = message.status === "running" && !message.text && !(message.tool_calls || []).length;
   reasoning.querySelector(".reasoning-title").textContent = thinking ? "Thinking…" : "Reasoning";
@@ -188,12 +230,14 @@ export function updateAssistantMessage(node, message) {
   while (tools.children.length > (message.tool_calls || []).length) tools.lastChild.remove();
 
   const text = node.querySelector(".markdown");
-  if (text.dataset.raw !== (message.text || "") || !text.dataset.rendered) {
-    text.dataset.raw = message.text || "";
-    text.dataset.rendered = "1";
-    text.innerHTML = renderMarkdown(message.text);
-  }
-  text.classList.toggle("is-streaming", message.status === "running");
+  const source = message.text || "";
+  const streaming = message.status === "running";
+  // The source beside its rendering, set in the same step: copy uses it, and tests compare
+  // it with the journal. A property, not an attribute: an attribute would copy the whole
+  // answer into the DOM on every frame.
+  text.rawText = source;
+  updateMarkdown(text, source, { streaming });
+  text.classList.toggle("is-streaming", streaming);
 
   const status = node.querySelector(".turn-status");
   const label = statusText(message);
@@ -201,10 +245,13 @@ export function updateAssistantMessage(node, message) {
   status.dataset.status = message.status || "";
   status.hidden = !label;
 
-  const meta = node.querySelector(".turn-meta");
+  const foot = node.querySelector(".turn-meta");
   const parts = [];
   if (message.agent && message.agent.name) parts.push(message.agent.model && message.agent.model !== message.agent.name ? `${message.agent.name} · ${message.agent.model}` : message.agent.name);
   if (message.usage && typeof message.usage.output_tokens === "number") parts.push(`${message.usage.output_tokens} tokens`);
-  if (message.finished_at) parts.push(formatTime(message.finished_at));
-  meta.textContent = parts.join(" · ");
+  const meta = foot.querySelector(".message-meta");
+  const metaText = parts.join(" · ");
+  if (meta.textContent !== metaText) meta.textContent = metaText;
+  foot.querySelector(".message-copy").hidden = !source;
+  updateTime(foot.querySelector(".message-time"), message.finished_at ?? message.created_at);
 }

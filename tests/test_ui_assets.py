@@ -40,3 +40,16 @@ def test_a_build_without_npm_ci_names_the_missing_file_and_the_fix(tmp_path):
     shutil.copytree(ROOT / "static", tmp_path / "static")
     with pytest.raises(assets.AssetsMissing, match=r"node_modules/.*is missing: run `npm ci`"):
         assets.build_manifest(tmp_path)
+
+
+def test_highlighting_ships_its_common_languages_in_one_file(server):
+    status, body, _ = request(server.url, "GET", "/vendor/highlight.js")
+    assert status == 200
+    for language in (b"python", b"javascript", b"typescript", b"bash", b"json", b"rust", b"go", b"sql", b"yaml"):
+        assert b"grmr_" + language + b":" in body, language
+
+
+def test_the_test_only_accessibility_engine_is_not_served(server):
+    for name in ("axe.min.js", "axe-core", "axe.js"):
+        status, body, _ = request(server.url, "GET", f"/vendor/{name}")
+        assert (status, json.loads(body)["error"]["code"]) == (404, "not_found"), name

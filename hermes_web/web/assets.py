@@ -17,6 +17,8 @@ from pathlib import Path
 VENDOR_FILES = {
     "marked.js": ("marked", "lib/marked.esm.js"),
     "purify.js": ("dompurify", "dist/purify.es.mjs"),
+    # highlight.js's own ES module build with its common languages bundled: one file.
+    "highlight.js": ("@highlightjs/cdn-assets", "es/highlight.min.js"),
 }
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent

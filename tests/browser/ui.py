@@ -31,8 +31,8 @@ def rendered(page, run_id: str) -> dict:
             if (!node) return null;
             return {
                 status: node.dataset.status,
-                text: node.querySelector('[data-testid=message-text]').dataset.raw ?? '',
-                reasoning: node.querySelector('[data-testid=reasoning-text]').dataset.raw ?? '',
+                text: node.querySelector('[data-testid=message-text]').rawText ?? '',
+                reasoning: node.querySelector('[data-testid=reasoning-text]').rawText ?? '',
                 tools: [...node.querySelectorAll('[data-testid=tool-card]')].map((card) => ({
                     id: card.dataset.callId,
                     name: card.querySelector('[data-testid=tool-name]').textContent,
@@ -52,7 +52,7 @@ def wait_streamed(page, run_id: str, min_chars: int = 1, min_tools: int = 1) -> 
         """([selector, chars, tools]) => {
             const node = document.querySelector(selector);
             return node && node.querySelectorAll('[data-testid=tool-card]').length >= tools
-                && (node.querySelector('[data-testid=message-text]').dataset.raw || '').length >= chars;
+                && (node.querySelector('[data-testid=message-text]').rawText || '').length >= chars;
         }""",
         arg=[assistant_selector(run_id), min_chars, min_tools],
     )
