@@ -31,6 +31,11 @@ class Stream:
     done: bool = True  # end with data: [DONE]
     delay: float = 0.0  # between items
     hold: float = 0.0  # before the response headers
+    # item index -> threading.Event: wait for it before sending that item (len(items): before
+    # ending); the time each wait began is noted in held_at.
+    gates: dict = field(default_factory=dict)
+    held_at: dict = field(default_factory=dict)
+    pace: tuple = None  # (from_index, per_second): items from there on a fixed schedule, not delay
 
 
 @dataclass
@@ -158,7 +163,10 @@ def _handler(fake: FakeOpenAI):
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("Cache-Control", "no-cache")
             self.end_headers()
-            for item in response.items:
+            paced_since = None
+            for index, item in enumerate(response.items):
+                self._gate(response, index)
+                paced_since = self._pace(response, index, paced_since)
                 if item is CUT:
                     self._drop()
                     return
@@ -168,13 +176,33 @@ def _handler(fake: FakeOpenAI):
                 except OSError:
                     fake.closed.append((token, time.monotonic()))
                     return
-                if response.delay and not self._wait(response.delay, token):
+                if response.delay and paced_since is None and not self._wait(response.delay, token):
                     return
+            self._gate(response, len(response.items))
             if response.done:
                 self._chunk(b"data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
             self.close_connection = True
+
+        @staticmethod
+        def _gate(response: Stream, index: int):
+            gate = response.gates.get(index)
+            if gate is not None:
+                response.held_at[index] = time.monotonic()
+                gate.wait()
+
+        @staticmethod
+        def _pace(response: Stream, index: int, since):
+            """Sleep until item ``index``'s slot on the paced schedule; the schedule's start."""
+            if response.pace is None or index < response.pace[0]:
+                return None
+            start, per_second = response.pace
+            since = since if since is not None else time.monotonic()
+            wait = since + (index - start) / per_second - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            return since
 
         def _wait(self, seconds: float, token) -> bool:
             """Sleep, watching the connection; False (and noted) once the client closed it."""
