@@ -33,7 +33,8 @@ $(TEST_STAMP): $(RUN_STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-# Browser-side libraries (markdown rendering, HTML sanitizing) come from the npm registry.
+# Browser-side libraries (markdown rendering, HTML sanitizing, code highlighting) come from
+# the npm registry; axe-core is only for the accessibility tests and is never served.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@
