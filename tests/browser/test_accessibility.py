@@ -81,6 +81,12 @@ def test_every_control_is_at_least_44_px_on_a_phone(rich_session, new_page):
     page.click("[data-testid=menu-button]")
     page.wait_for_function("() => document.querySelector('[data-testid=sidebar]').getBoundingClientRect().x >= 0")
     small += page.evaluate(SMALL_TARGETS)
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => !document.body.classList.contains('drawer-open')")
+    page.get_by_role("button", name="Chat settings").click()
+    page.wait_for_selector("[data-testid=settings-dialog][open]")
+    small += page.evaluate(SMALL_TARGETS)
+    assert axe(page, "[data-testid=settings-dialog]") == []
     checked = page.evaluate("document.querySelectorAll('button, a[href], select, summary').length")
     assert checked >= 15
     assert sorted(set(small)) == []
