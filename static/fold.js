@@ -321,12 +321,17 @@ export class SessionFold {
   }
 
   messages() {
-    return [...this.runs.entries()].flatMap(([runId, run]) => {
-      const messages = run.messages();
-      const versions = this.versions.get(runId);
-      if (versions && versions.length > 1 && messages.length) messages[0].alternatives = [...versions];
-      return messages;
-    });
+    return [...this.runs.keys()].flatMap((runId) => this.messagesOf(runId));
+  }
+
+  /** One run's messages as `messages()` lists them (none for a run not on the branch). */
+  messagesOf(runId) {
+    const run = this.runs.get(runId);
+    if (run === undefined) return [];
+    const messages = run.messages();
+    const versions = this.versions.get(runId);
+    if (versions && versions.length > 1 && messages.length) messages[0].alternatives = [...versions];
+    return messages;
   }
 
   get cursorText() {

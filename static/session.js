@@ -165,9 +165,10 @@ export function scheduleRender(run = null) {
 
 /** Patch the messages of `runs` in place; their elements exist already. */
 function renderRuns(runs) {
+  if (state.fold === null) return; // another session is opening: it draws itself once loaded
   const stick = nearBottom();
   for (const run of runs) {
-    for (const message of run.messages()) {
+    for (const message of state.fold.messagesOf(run.runId)) {
       const node = state.nodes.get(message.id);
       if (!node) return renderAll(); // not drawn yet: lay everything out
       updateMessage(node, message);
