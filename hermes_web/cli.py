@@ -1,9 +1,9 @@
-"""``hermes-web``: ``serve`` and ``compact``. Thin wrappers over plain functions."""
+"""``hermes-web``: ``serve``, ``compact``, ``set-password`` and ``token``. Thin wrappers over plain functions."""
 
 import argparse
 import sys
 
-from hermes_web import installed_version
+from hermes_web import auth_commands, installed_version
 from hermes_web.config import Config, ConfigError
 from hermes_web.startup import StartupError
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--wait", action="store_true", help="wait for a running compaction instead of exiting")
     compact.add_argument("--salvage", action="store_true",
                          help="also fold runs with damaged lines (what decodes); their journals are kept in archive/")
+    auth_commands.add_parsers(commands)
     return parser
 
 
@@ -57,6 +58,8 @@ def run(args) -> int:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
     )
+    if args.command in auth_commands.COMMANDS:
+        return auth_commands.run(config, args)
     if args.command == "serve":
         from hermes_web.serve import serve
 

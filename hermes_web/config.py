@@ -58,6 +58,24 @@ class Config:
     default_agent: str = DEMO_AGENT
     # Exact secret values the server knows (provider keys, its password): always masked.
     known_secrets: tuple = dataclasses.field(default=(), repr=False)
+    # Who may talk to the server (docs/security.md). Extra Host names ("*" turns the check off).
+    allowed_hosts: tuple = ()
+    # A password given in the environment wins over the one `hermes-web set-password` stored.
+    password: str = dataclasses.field(default="", repr=False)
+    # An authenticating reverse proxy in front decides who gets in: the server asks nothing.
+    auth_by_proxy: bool = False
+    certfile: str = ""
+    keyfile: str = ""
+    login_days: float = 30.0
+    login_attempts: int = 5
+    login_window_seconds: float = 300.0
+    # Connection limits (docs/security.md, "Limits").
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 30.0
+    write_timeout: float = 30.0
+    max_connections: int = 0  # 0: derived from the open-file limit
+    max_connections_per_client: int = 128
+    max_streams_per_client: int = 64
 
     def __post_init__(self):
         if self.fsync_policy not in FSYNC_POLICIES:
@@ -70,6 +88,16 @@ class Config:
             # The value is not echoed: a URL may carry credentials.
             raise ConfigError("HERMES_WEB_OPENAI_BASE_URL must be an http:// or https:// URL with a host, "
                               "e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1")
+        if bool(self.certfile) != bool(self.keyfile):
+            raise ConfigError("TLS needs both --certfile and --keyfile (HERMES_WEB_CERTFILE, HERMES_WEB_KEYFILE)")
+        for name in ("header_timeout", "keepalive_timeout", "write_timeout", "login_window_seconds", "login_days"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{_SETTING_NAMES[name]} must be positive")
+        for name in ("max_connections_per_client", "max_streams_per_client", "login_attempts"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{_SETTING_NAMES[name]} must be at least 1")
+        if self.max_connections < 0:
+            raise ConfigError("HERMES_WEB_MAX_CONNECTIONS must be 0 (from the open-file limit) or positive")
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         names = [endpoint.name for endpoint in self.agent_endpoints()]
         if len(set(names)) != len(names):
@@ -118,6 +146,20 @@ class Config:
             "HERMES_WEB_OPENAI_TIMEOUT_S": ("openai_timeout", float),
             "HERMES_WEB_DEFAULT_AGENT": ("default_agent", str),
             "HERMES_WEB_AGENTS_FILE": ("agents_file", Path),
+            "HERMES_WEB_ALLOWED_HOSTS": ("allowed_hosts", _parse_names),
+            "HERMES_WEB_PASSWORD": ("password", str),
+            "HERMES_WEB_AUTH_BY_PROXY": ("auth_by_proxy", _parse_bool),
+            "HERMES_WEB_CERTFILE": ("certfile", str),
+            "HERMES_WEB_KEYFILE": ("keyfile", str),
+            "HERMES_WEB_LOGIN_DAYS": ("login_days", float),
+            "HERMES_WEB_LOGIN_ATTEMPTS": ("login_attempts", int),
+            "HERMES_WEB_LOGIN_WINDOW_S": ("login_window_seconds", float),
+            "HERMES_WEB_HEADER_TIMEOUT_S": ("header_timeout", float),
+            "HERMES_WEB_KEEPALIVE_TIMEOUT_S": ("keepalive_timeout", float),
+            "HERMES_WEB_WRITE_TIMEOUT_S": ("write_timeout", float),
+            "HERMES_WEB_MAX_CONNECTIONS": ("max_connections", int),
+            "HERMES_WEB_MAX_CONNECTIONS_PER_CLIENT": ("max_connections_per_client", int),
+            "HERMES_WEB_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", int),
         }
         for name, (field, parse) in readers.items():
             raw = env.get(name)
@@ -146,6 +188,19 @@ def _names_secret(variable: str) -> bool:
     # The server's own credentials: provider keys and its password, whatever they are called.
     upper = variable.upper()
     return upper.endswith(("_API_KEY", "_TOKEN", "_PASSWORD", "_SECRET")) and not upper.startswith("HERMES_WEB_DEMO")
+
+
+# The variables that set the request-check and limit settings, for error messages.
+_SETTING_NAMES = {
+    "header_timeout": "HERMES_WEB_HEADER_TIMEOUT_S", "keepalive_timeout": "HERMES_WEB_KEEPALIVE_TIMEOUT_S",
+    "write_timeout": "HERMES_WEB_WRITE_TIMEOUT_S", "login_window_seconds": "HERMES_WEB_LOGIN_WINDOW_S",
+    "login_days": "HERMES_WEB_LOGIN_DAYS", "max_connections_per_client": "HERMES_WEB_MAX_CONNECTIONS_PER_CLIENT",
+    "max_streams_per_client": "HERMES_WEB_MAX_STREAMS_PER_CLIENT", "login_attempts": "HERMES_WEB_LOGIN_ATTEMPTS",
+}
+
+
+def _parse_names(raw: str) -> tuple:
+    return tuple(name.strip().lower() for name in raw.split(",") if name.strip())
 
 
 def _parse_bool(raw: str) -> bool:
