@@ -7,6 +7,7 @@ import signal
 import socket
 import sys
 
+from hermes_web.config import ConfigError
 from hermes_web.startup import listen_failure
 
 # Every viewer reconnects at once after a restart; gevent's default backlog (128) drops the
@@ -44,6 +45,10 @@ def serve(config) -> int:
         listener = WSGIServer.get_listener((config.host, config.port), backlog=LISTEN_BACKLOG, family=family)
     except OSError as error:
         raise listen_failure(config.host, config.port, error) from None
+    refusal = refusal_to_start(config)
+    if refusal is not None:
+        listener.close()
+        raise ConfigError(refusal)
     app = create_app(config, offload=offload)
 
     class Server(WSGIServer):
@@ -62,11 +67,35 @@ def serve(config) -> int:
     server.start()
     print(f"hermes_web serving http://{config.host}:{server.server_port}/ "
           f"(data dir {os.path.abspath(config.data_dir)}, {find_service(app, 'logs').watcher.mode} watcher)", flush=True)
+    if config.auth_by_proxy:
+        logging.getLogger("hermes_web.server").warning(
+            "AUTHENTICATION IS OFF (HERMES_WEB_AUTH_BY_PROXY): the proxy in front must decide who gets in; "
+            "anyone who reaches %s:%s directly can read every chat", config.host, server.server_port)
     stopping.wait()
     print("hermes_web shutting down: ending active runs", file=sys.stderr, flush=True)
     shutdown(app)
     server.stop(timeout=1)
     return 0
+
+
+def refusal_to_start(config):
+    """Why the server must not start as configured (one line), or None.
+
+    Bound beyond loopback, everyone on the network can reach it: it needs a password
+    unless an authenticating proxy in front decides who gets in.
+    """
+    from hermes_web.auth import AuthError, stored_password_hash
+    from hermes_web.hosts import is_loopback
+
+    if config.auth_by_proxy or is_loopback(config.host) or config.password:
+        return None
+    try:
+        if stored_password_hash(config.data_dir):
+            return None
+    except AuthError as error:
+        return str(error)
+    return (f"refusing to serve on {config.host} without a password: anyone who can reach it could read every chat. "
+            "Run `hermes-web set-password` (or set HERMES_WEB_PASSWORD), or bind 127.0.0.1")
 
 
 def _raise_open_file_limit() -> None:

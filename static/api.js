@@ -8,6 +8,7 @@ export async function api(method, path, body) {
     options.body = JSON.stringify(body);
   }
   const response = await fetch(path, options);
+  if (response.status === 401) toLogin();
   const data = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) {
     const error = new Error((data && data.error && data.error.message) || `request failed (${response.status})`);
@@ -16,4 +17,9 @@ export async function api(method, path, body) {
     throw error;
   }
   return data;
+}
+
+/** The server asks for a login (none yet, or it ended): go there, and come back here after. */
+export function toLogin() {
+  location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
 }

@@ -3,13 +3,15 @@
 // This entry module only wires the others together and starts the page. Dependencies
 // point one way, from the top of this list down; news travels back up as the events of
 // state.js:
+//   auth.js      the logout button, shown when a password protects the server
 //   sidebar.js   session list, new chat / rename / delete, the phone drawer
 //   composer.js  message box, optimistic send and stop, uploads
 //   settings.js  agent and model pickers, the per-session settings dialog
 //   session.js   navigation, the session stream, the header, transcript rendering, the badge
 //   render.js    messages into the DOM (markdown.js: Markdown, code blocks; copy.js: copy buttons)
-//   fold.js, stream.js, api.js, state.js
+//   fold.js, stream.js, api.js (a 401 goes to the login page), state.js
 
+import { wireLogout } from "/static/auth.js";
 import { wireComposer } from "/static/composer.js";
 import { wireCopyButtons } from "/static/copy.js";
 import { openSession, sessionIdFromPath } from "/static/session.js";
@@ -29,6 +31,7 @@ function wire() {
 }
 
 wire();
+wireLogout();
 loadAgents();
 refreshSessions();
 openSession(sessionIdFromPath());

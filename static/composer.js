@@ -2,7 +2,7 @@
 // attachments (picker, drag and drop, paste) uploaded as soon as they are added. The agent
 // and model pickers live in settings.js.
 
-import { api } from "/static/api.js";
+import { api, toLogin } from "/static/api.js";
 import { attachmentView } from "/static/render.js";
 import { confirmPending, openSession, renderAll, scheduleRender, scrollToBottom } from "/static/session.js";
 import { runChoice } from "/static/settings.js";
@@ -174,6 +174,7 @@ async function addFiles(files) {
     form.append("file", file, name);
     try {
       const response = await fetch(`/api/sessions/${sessionId}/uploads`, { method: "POST", body: form });
+      if (response.status === 401) toLogin();
       const data = await response.json().catch(() => null);
       if (!response.ok) throw new Error((data && data.error && data.error.message) || `upload failed (${response.status})`);
       const stored = data.attachments[0];

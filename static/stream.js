@@ -6,6 +6,8 @@
 // backoff with jitter, passing the cursor of the last frame the page applied: the server
 // resumes with a seek, and the fold ignores anything at or before that cursor anyway.
 
+import { toLogin } from "/static/api.js";
+
 const RECORD_TYPES = [
   "run.started", "text.delta", "reasoning.delta", "tool.started", "tool.output", "tool.finished",
   "title", "usage", "approval.requested", "approval.resolved",
@@ -136,6 +138,10 @@ export class SessionStream {
         const response = await fetch(`/api/sessions/${this.sessionId}`, { method: "GET", cache: "no-store" });
         if (response.status === 404) {
           this.handlers.onGone();
+          return;
+        }
+        if (response.status === 401) {
+          toLogin();
           return;
         }
       } catch {

@@ -6,11 +6,11 @@ from tests.support import ServerProcess
 
 @pytest.fixture
 def server_factory(tmp_path):
-    """Start real servers (``factory(env={...}, data_dir=...)``); all are stopped at teardown."""
+    """Start real servers (``factory(env={...}, data_dir=..., args=[...])``); all are stopped at teardown."""
     started = []
 
-    def start(env=None, data_dir=None, port=None):
-        server = ServerProcess(data_dir or tmp_path / "var", env=env, port=port).start()
+    def start(env=None, data_dir=None, port=None, **options):
+        server = ServerProcess(data_dir or tmp_path / "var", env=env, port=port, **options).start()
         started.append(server)
         return server
 

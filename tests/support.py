@@ -24,25 +24,32 @@ class ServerProcess:
     """A real server on a free port with its own data dir; stopped by :meth:`stop`.
 
     By default the checkout's (``python -m hermes_web`` run in the repository); ``command``
-    (e.g. an installed ``hermes-web``) and ``cwd`` start another.
+    (e.g. an installed ``hermes-web``) and ``cwd`` start another. ``args`` are more ``serve``
+    flags (``--host``, ``--certfile``...); ``token`` is sent as ``Authorization: Bearer`` by
+    the convenience wrappers; ``tls`` is the client's ``ssl.SSLContext`` for a server started
+    with a certificate.
     """
 
-    def __init__(self, data_dir: Path, env: dict = None, port: int = None, command=None, cwd: Path = None):
+    def __init__(self, data_dir: Path, env: dict = None, port: int = None, command=None, cwd: Path = None,
+                 args=(), token: str = None, tls=None):
         self.data_dir = Path(data_dir)
         self.command = list(command or [sys.executable, "-m", "hermes_web"])
         self.cwd = cwd or ROOT
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.log_path = self.data_dir.parent / f"serve-{self.port}.log"
         # A None value in ``env`` removes that variable.
         merged = {**os.environ, "HERMES_WEB_DEMO_DELAY_MS": "5", **(env or {})}
         self.env = {name: value for name, value in merged.items() if value is not None}
+        self.args = list(args)
+        self.token = token
         self.process = None
 
     def start(self, timeout: float = 20.0) -> "ServerProcess":
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [*self.command, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            [*self.command, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir), *self.args],
             cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -51,8 +58,9 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
             try:
-                status, _, _ = request(self.url, "GET", "/api/sessions", timeout=1)
-                if status == 200:
+                # 401: up, and asking for a password.
+                status, _, _ = request(self.url, "GET", "/api/sessions", timeout=1, tls=self.tls)
+                if status in (200, 401):
                     return self
             except OSError:
                 pass
@@ -77,7 +85,10 @@ class ServerProcess:
 
     def api(self, method: str, path: str, body=None, headers=None, timeout: float = 10.0):
         """``(status, parsed_json_or_None, headers)``."""
-        status, data, response_headers = request(self.url, method, path, body, headers, timeout)
+        headers = dict(headers or {})
+        if self.token:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
+        status, data, response_headers = request(self.url, method, path, body, headers, timeout, tls=self.tls)
         parsed = json.loads(data) if data and response_headers.get("Content-Type", "").startswith("application/json") else None
         return status, parsed, response_headers
 
@@ -117,10 +128,9 @@ class ServerProcess:
         return self.data_dir / "journals" / session_id / f"{run_id}.jsonl"
 
 
-def request(base_url: str, method: str, path: str, body=None, headers=None, timeout: float = 10.0):
+def request(base_url: str, method: str, path: str, body=None, headers=None, timeout: float = 10.0, tls=None):
     """One HTTP request over a fresh connection: ``(status, body_bytes, headers)``."""
-    parsed = urllib.parse.urlsplit(base_url)
-    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+    connection = connect(base_url, timeout, tls)
     try:
         payload = None
         all_headers = dict(headers or {})
@@ -134,13 +144,21 @@ def request(base_url: str, method: str, path: str, body=None, headers=None, time
         connection.close()
 
 
+def connect(base_url: str, timeout: float, tls=None) -> http.client.HTTPConnection:
+    """A connection to ``base_url`` (https with the ``tls`` context)."""
+    parsed = urllib.parse.urlsplit(base_url)
+    if parsed.scheme == "https":
+        return http.client.HTTPSConnection(parsed.hostname, parsed.port, timeout=timeout, context=tls)
+    return http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+
+
 class SseClient:
     """A raw SSE reader over http.client: yields frames as dicts (id, event, data, comment)."""
 
-    def __init__(self, base_url: str, path: str, last_event_id: str = None, timeout: float = 30.0):
-        parsed = urllib.parse.urlsplit(base_url)
-        self.connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
-        headers = {"Accept": "text/event-stream"}
+    def __init__(self, base_url: str, path: str, last_event_id: str = None, timeout: float = 30.0, headers=None,
+                 tls=None):
+        self.connection = connect(base_url, timeout, tls)
+        headers = {"Accept": "text/event-stream", **(headers or {})}
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id
         self.connection.request("GET", path, headers=headers)
@@ -211,3 +229,27 @@ def assert_sse_headers(client: "SseClient") -> None:
     assert client.headers["Content-Type"] == "text/event-stream"
     assert client.headers["Cache-Control"] == "no-cache"
     assert client.headers["X-Accel-Buffering"] == "no"
+
+
+# Built in a process of its own: the app's services (an inotify watcher...) stay out of the tests'.
+_URL_MAP_SCRIPT = """
+import json, sys
+from hermes_web.app import create_app
+from hermes_web.config import Config
+app = create_app(Config(data_dir=sys.argv[1]))
+values = json.loads(sys.argv[2])
+adapter = app.url_map.bind("127.0.0.1")
+print(json.dumps([
+    [method, adapter.build(rule.endpoint, {name: values.get(name, "x1") for name in rule.arguments}), rule.endpoint]
+    for rule in app.url_map.iter_rules() for method in sorted(rule.methods - {"HEAD"})
+]))
+"""
+
+
+def url_map_routes(scratch_dir: Path, session_id: str, run_id: str) -> list:
+    """``[method, path, endpoint]`` for every method of every rule in the app's URL map,
+    its ids filled with ``session_id`` and ``run_id`` (a route added later is in it too)."""
+    values = {"session_id": session_id, "run_id": run_id, "filename": "app.js", "name": "marked.js"}
+    done = subprocess.run([sys.executable, "-c", _URL_MAP_SCRIPT, str(scratch_dir), json.dumps(values)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(done.stdout)

@@ -92,6 +92,7 @@ def session_events(session_id):
 @blueprint.get("/runs/<run_id>/journal")
 def run_journal(run_id):
     raw_offset = request.args.get("offset", "0")
+    # ASCII digits only: str.isdigit() also accepts "³", which int() then refuses.
     if not (raw_offset.isascii() and raw_offset.isdigit()) or len(raw_offset) > 18:
         raise ApiError(400, "invalid_offset", "offset must be a non-negative integer")
     offset = int(raw_offset)

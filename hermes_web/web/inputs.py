@@ -33,8 +33,16 @@ def json_body(required: bool = True, limit: int = None) -> dict:
         body = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+    except RecursionError:  # a megabyte of "[" nests deeper than the parser's stack
+        raise ApiError(400, "invalid_json", "request body nests too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    try:
+        # JSON may spell a lone surrogate ("\\ud800"), which is no character: it would
+        # fail much later, writing metadata or a journal line as UTF-8.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "invalid_json", "request body holds a lone surrogate (\\ud800-\\udfff)") from None
     return body
 
 

@@ -20,6 +20,7 @@ from hermes_web.sniff import HEAD_BYTES, TextDetector, is_inline, sniff_mime, se
 from hermes_web.uploads import UnknownAttachment, UploadTooLarge, display_name, public_metadata
 from hermes_web.web.api import session_or_404
 from hermes_web.web.errors import ApiError, error_response
+from hermes_web.web.guard import multipart
 from hermes_web.web.inputs import checked_id
 
 blueprint = Blueprint("uploads", __name__, url_prefix="/api")
@@ -41,6 +42,7 @@ SANDBOX_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 
 @blueprint.post("/sessions/<session_id>/uploads")
+@multipart
 def upload(session_id):
     session_or_404(session_id)
     store = service("uploads")

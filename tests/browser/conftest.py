@@ -17,15 +17,21 @@ SCREENSHOT_DIR = os.environ.get("HERMES_WEB_SCREENSHOT_DIR")
 
 
 @pytest.fixture(scope="session")
-def browser():
+def playwright():
+    """The Playwright driver, for tests that launch a chromium of their own (other flags)."""
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is missing: run `make browser-deps`")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
 
 
 @pytest.fixture
