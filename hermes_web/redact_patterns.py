@@ -372,6 +372,8 @@ PROVIDER_TOKENS = (
     # (AgEIcHlwaS5vcmc) or "test.pypi.org" (AgENdGVzdC5weXBpLm9yZw).
     token("pypi", _start("pypi-"), seq(words("AgEIcHlwaS5vcmc", "AgENdGVzdC5weXBpLm9yZw"),
                                        chars(BASE64URL, 50, 1024, possessive=True))),
+    # hermes_web's own bearer tokens (hermes-web token create): "hwt_" + 43 base64url characters.
+    token("hermes_web", _start("hwt_"), chars(BASE64URL, 32, 255, possessive=True)),
     # JSON Web Tokens (RFC 7519): base64url of '{"' is "eyJ", for header and payload.
     token("jwt", _start("eyJ"), seq(chars(BASE64URL, 8, 4096, possessive=True), lit(".eyJ"),
                                     chars(BASE64URL, 8, 4096, possessive=True), lit("."),

@@ -25,15 +25,20 @@ def serve(config) -> int:
     import gevent.event
     from gevent.pywsgi import WSGIServer
 
+    from hermes_web import logs
     from hermes_web.app import create_app, shutdown
+    from hermes_web.redact import Redactor
     from hermes_web.services import find_service
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redactor = Redactor(config.known_secrets)
+    logs.configure(redactor)
     # httpx logs every provider request with its URL, which may carry credentials.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     os.umask(0o077)  # files 0600, directories 0700, whatever creates them
     _raise_open_file_limit()
     hub = gevent.get_hub()
+    # Tracebacks the event loop prints itself bypass logging: redact them too.
+    hub.exception_stream = logs.RedactingStream(sys.stderr, redactor)
 
     def offload(function, *args):
         # fsync in a native thread: the greenlet waits, the event loop does not.

@@ -151,6 +151,7 @@ SECRET_CASES = [
     Case("pypi token", "pypi", token("pypi-AgEIcHlwaS5vcmc", BASE64URL, 150)),
     Case("test pypi token", "pypi", token("pypi-AgENdGVzdC5weXBpLm9yZw", BASE64URL, 150)),
     Case("jwt", "jwt", jwt),
+    Case("hermes_web bearer token", "hermes_web", token("hwt_", BASE64URL, 43)),
     Case("authorization bearer header", "authorization", around("Authorization: Bearer {}", ALNUM, 32)),
     Case("authorization in curl", "authorization",
          around('curl -s -H "Authorization: Bearer {}" https://api.example.com/v1/me', BASE64URL, 40)),
