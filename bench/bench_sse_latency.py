@@ -22,8 +22,8 @@ import subprocess
 import sys
 import time
 
-from common import (ROOT, cpu_seconds, format_ms, percentile, print_table, raise_open_file_limit, running_server,
-                    temp_dir, verdict)
+from common import (MANY_VIEWERS_ENV, ROOT, cpu_seconds, format_ms, percentile, print_table, raise_open_file_limit,
+                    running_server, temp_dir, verdict)
 
 VIEWER_COUNTS = (1, 100, 1000)
 VIEWERS_PER_CLIENT = 500
@@ -238,7 +238,7 @@ def main() -> int:
     results = {}
     cpu_per_frame = {}
     with temp_dir("sse-latency") as directory:
-        with running_server(directory / "var", env={"HERMES_WEB_DEMO_DELAY_MS": str(DELAY_MS)}) as server:
+        with running_server(directory / "var", env={"HERMES_WEB_DEMO_DELAY_MS": str(DELAY_MS), **MANY_VIEWERS_ENV}) as server:
             for viewers in VIEWER_COUNTS:
                 result = measure(server, viewers, directory)
                 latencies = result["latencies"]

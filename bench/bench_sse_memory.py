@@ -13,8 +13,8 @@ import subprocess
 import sys
 import time
 
-from common import (ROOT, free_port, print_table, raise_open_file_limit, rss_kib, running_server, temp_dir,
-                    verdict)
+from common import (MANY_VIEWERS_ENV, ROOT, free_port, print_table, raise_open_file_limit, rss_kib, running_server,
+                    temp_dir, verdict)
 
 from hermes_web.serve import LISTEN_BACKLOG
 
@@ -192,7 +192,7 @@ def main() -> int:
     raise_open_file_limit()
     steps = list(range(STEP_CONNECTIONS, MAX_CONNECTIONS + 1, STEP_CONNECTIONS))
     with temp_dir("sse-memory") as directory:
-        with running_server(directory / "var") as server:
+        with running_server(directory / "var", env=MANY_VIEWERS_ENV) as server:
             session_id = server.create_session()
             path = f"/api/sessions/{session_id}/events"
             # Load every code path once so the first step does not pay for imports.

@@ -21,7 +21,7 @@ from tests.support import ServerProcess, free_port  # noqa: E402  (after the pat
 
 __all__ = [
     "ROOT", "ServerProcess", "free_port", "percentile", "summary", "print_table", "verdict",
-    "temp_dir", "running_server", "rss_kib", "cpu_seconds", "raise_open_file_limit", "format_ms",
+    "temp_dir", "running_server", "rss_kib", "cpu_seconds", "raise_open_file_limit", "format_ms", "MANY_VIEWERS_ENV",
 ]
 
 
@@ -77,6 +77,11 @@ def temp_dir(prefix: str):
     finally:
         if os.environ.get("HERMES_BENCH_KEEP") != "1":
             shutil.rmtree(path, ignore_errors=True)
+
+
+# Benchmarks that play a thousand viewers from one address lift the per-client caps, which
+# exist to stop one address from doing exactly that (docs/security.md, Limits).
+MANY_VIEWERS_ENV = {"HERMES_WEB_MAX_STREAMS_PER_CLIENT": "100000", "HERMES_WEB_MAX_CONNECTIONS_PER_CLIENT": "100000"}
 
 
 @contextlib.contextmanager

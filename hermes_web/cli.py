@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default 127.0.0.1, env HERMES_WEB_HOST)")
     serve.add_argument("--port", type=int, help="port (default 8787, env HERMES_WEB_PORT)")
     serve.add_argument("--data-dir", help="data root (default ./var, env HERMES_WEB_DATA_DIR)")
+    serve.add_argument("--certfile", help="serve HTTPS with this certificate (PEM; env HERMES_WEB_CERTFILE)")
+    serve.add_argument("--keyfile", help="the certificate's private key (PEM; env HERMES_WEB_KEYFILE)")
     serve.add_argument("--auth-by-proxy", action="store_const", const=True,
                        help="ask for no login: an authenticating reverse proxy decides (env HERMES_WEB_AUTH_BY_PROXY)")
 
@@ -59,6 +61,8 @@ def run(args) -> int:
         data_dir=args.data_dir,
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
+        certfile=getattr(args, "certfile", None),
+        keyfile=getattr(args, "keyfile", None),
         auth_by_proxy=getattr(args, "auth_by_proxy", None),
     )
     if args.command in auth_commands.COMMANDS:

@@ -8,7 +8,7 @@ import socket
 import sys
 
 from hermes_web.config import ConfigError
-from hermes_web.startup import listen_failure
+from hermes_web.startup import StartupError, listen_failure
 
 # Every viewer reconnects at once after a restart; gevent's default backlog (128) drops the
 # SYNs beyond it and each dropped client waits a full second before retrying.
@@ -23,10 +23,12 @@ def serve(config) -> int:
 
     import gevent
     import gevent.event
-    from gevent.pywsgi import WSGIServer
+    import ssl
+    from gevent.pywsgi import WSGIHandler, WSGIServer
 
     from hermes_web import logs
     from hermes_web.app import create_app, shutdown
+    from hermes_web.connections import ConnectionPolicy, LimitedHandler, LimitedServer
     from hermes_web.redact import Redactor
     from hermes_web.services import find_service
 
@@ -39,6 +41,16 @@ def serve(config) -> int:
     hub = gevent.get_hub()
     # Tracebacks the event loop prints itself bypass logging: redact them too.
     hub.exception_stream = logs.RedactingStream(sys.stderr, redactor)
+
+    tls = {}
+    if config.certfile:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(config.certfile, config.keyfile)
+        except (OSError, ssl.SSLError) as error:
+            raise StartupError(f"cannot use the TLS certificate {config.certfile} with the key {config.keyfile}: "
+                               f"{error.strerror or error} (--certfile, --keyfile)") from None
+        tls = {"ssl_context": context}
 
     def offload(function, *args):
         # fsync in a native thread: the greenlet waits, the event loop does not.
@@ -56,21 +68,22 @@ def serve(config) -> int:
         raise ConfigError(refusal)
     app = create_app(config, offload=offload)
 
-    class Server(WSGIServer):
-        def handle(self, sock, address):
-            # pywsgi writes the headers and the body in two sends: with Nagle's algorithm the
-            # body waits for the client's delayed ACK of the headers, 40 ms on Linux, on
-            # every small response over a kept-alive connection.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return super().handle(sock, address)
+    class Handler(LimitedHandler, WSGIHandler):
+        Timeout = gevent.Timeout
+
+    class Server(LimitedServer, WSGIServer):
+        handler_class = Handler
 
     server = Server(listener, app,
-                    log=logging.getLogger("hermes_web.access"), error_log=logging.getLogger("hermes_web.server"))
+                    log=logging.getLogger("hermes_web.access"), error_log=logging.getLogger("hermes_web.server"),
+                    **tls)
+    server.connection_policy = ConnectionPolicy.from_config(config)
     stopping = gevent.event.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(signum, stopping.set)
     server.start()
-    print(f"hermes_web serving http://{config.host}:{server.server_port}/ "
+    scheme = "https" if tls else "http"
+    print(f"hermes_web serving {scheme}://{_display_host(config.host)}:{server.server_port}/ "
           f"(data dir {os.path.abspath(config.data_dir)}, {find_service(app, 'logs').watcher.mode} watcher)", flush=True)
     if config.auth_by_proxy:
         logging.getLogger("hermes_web.server").warning(
@@ -101,6 +114,10 @@ def refusal_to_start(config):
         return str(error)
     return (f"refusing to serve on {config.host} without a password: anyone who can reach it could read every chat. "
             "Run `hermes-web set-password` (or set HERMES_WEB_PASSWORD), or bind 127.0.0.1")
+
+
+def _display_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _raise_open_file_limit() -> None:

@@ -13,7 +13,9 @@ STREAM_TIMEOUT = 30.0
 
 
 def test_view_then_tail_from_its_cursor_reproduces_the_final_message_at_any_moment(server_factory):
-    server = server_factory(env={"HERMES_WEB_DEMO_DELAY_MS": "3"})
+    # Every sample holds its stream open until the end: far more than one client's share.
+    server = server_factory(env={"HERMES_WEB_DEMO_DELAY_MS": "3", "HERMES_WEB_MAX_STREAMS_PER_CLIENT": "10000",
+                                 "HERMES_WEB_MAX_CONNECTIONS_PER_CLIENT": "10000"})
     rng = random.Random(7)
     session_id = server.create_session()
     samples = []

@@ -8,6 +8,7 @@ from hermes_web.services import service
 from hermes_web.web.api import locate_run, session_or_404
 from hermes_web.web.errors import ApiError
 from hermes_web.web.inputs import requested_cursor
+from hermes_web.web.stream_limits import counted
 
 blueprint = Blueprint("events", __name__, url_prefix="/api")
 
@@ -47,6 +48,7 @@ def _checked_offset(run_log, offset: int):
 
 
 @blueprint.get("/runs/<run_id>/events")
+@counted
 def run_events(run_id):
     run_log = _open_live(run_id)
     try:
@@ -67,6 +69,7 @@ def run_events(run_id):
 
 
 @blueprint.get("/sessions/<session_id>/events")
+@counted
 def session_events(session_id):
     session_or_404(session_id)
     streams = service("streams")
