@@ -36,8 +36,9 @@ def test_log_in_come_back_lose_the_login_and_log_out(server_factory, new_page, t
 
     # The password changes elsewhere: the next request gets 401 and the page goes to the login.
     auth.set_password(data_dir, "a brand new password")
-    page.click("[data-testid=new-session]")
-    page.wait_for_url("**/login?next=*")
+    page.fill("[data-testid=composer-input]", "sent after the password changed")
+    page.press("[data-testid=composer-input]", "Enter")
+    page.wait_for_url(f"**/login?next=%2Fs%2F{session_id}")
     page.fill("[data-testid=login-password]", "a brand new password")
     page.click("[data-testid=login-button]")
     page.wait_for_url(f"**/s/{session_id}")
