@@ -94,6 +94,39 @@ class _BoundedLines:
         return line
 
 
+class DirectWriter:
+    """Writes a streamed response's bytes straight to its connection, past the WSGI write
+    path, for the run's sender of live frames (``hermes_web/fanout.py``).
+
+    ``try_send`` never waits: it frames the bytes as the response's transfer encoding
+    needs and returns what the socket did not take, which the viewer then writes itself
+    (``send_rest``, under the write deadline) before anything else.
+    """
+
+    __slots__ = ("_handler",)
+
+    def __init__(self, handler):
+        self._handler = handler
+
+    def ready(self) -> bool:
+        """True once the response's headers are out (the first frame went the usual way)."""
+        return bool(self._handler.headers_sent)
+
+    def try_send(self, data: bytes) -> bytes:
+        handler = self._handler
+        if handler.response_use_chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        try:
+            sent = handler.socket.send(data, 0, 0.0)  # gevent's socket: a timeout of 0 never waits
+        except BlockingIOError:
+            sent = 0
+        handler.response_length += sent
+        return data[sent:]
+
+    def send_rest(self, rest: bytes) -> None:
+        self._handler._sendall(rest)  # noqa: SLF001 - the handler's own deadline-bounded write
+
+
 class LimitedHandler:
     """Mixin for ``pywsgi.WSGIHandler``; ``Timeout`` is set to ``gevent.Timeout`` by serve.py."""
 
@@ -130,6 +163,12 @@ class LimitedHandler:
         if not line.endswith("\n") and len(line) < MAX_REQUEST_LINE:
             return ""  # the client went away in the middle of its request line: nothing to answer
         return line
+
+    def get_environ(self):
+        environ = super().get_environ()
+        if not self.server.ssl_enabled:  # a TLS socket's partial writes are not this simple
+            environ["hermes_web.direct_writer"] = DirectWriter(self)
+        return environ
 
     def MessageClass(self, reader, *args):  # noqa: N802 (pywsgi's name)
         return super().MessageClass(_BoundedLines(reader, MAX_HEADER_BYTES), *args)

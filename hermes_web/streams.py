@@ -1,9 +1,10 @@
 """SSE streams of runs and sessions: one loop for replay and live delivery.
 
-Each subscriber reads the run's log from its own byte offset and sleeps on a beacon when
-caught up; a slow client only falls behind itself and a reconnect resumes with a seek.
-Subscribers at the same offset share the frames read there: when an append wakes a
-thousand viewers of one run, the log is read and the frames encoded once.
+Each subscriber reads the run's log from its own byte offset; a slow client only falls
+behind itself and a reconnect resumes with a seek. Subscribers at the same offset share
+the frames read there. Once caught up, a subscriber whose connection can be written to
+directly hands it to the run's sender (``fanout.py``), which writes each new batch of
+frames to every caught-up viewer in one loop; others sleep on the run's beacon.
 """
 
 import threading
@@ -11,6 +12,7 @@ import time
 
 from hermes_web import sse
 from hermes_web.codec import decode_record
+from hermes_web.fanout import Fanout, Subscription
 from hermes_web.logstore import LogNotFound
 from hermes_web.records import TERMINAL_TYPES
 from hermes_web.store import Damaged, NotFound
@@ -31,6 +33,7 @@ class Streams:
         self._meta_versions = {}
         self._shared = {}  # run_id -> _SharedReads, while someone streams the run
         self._shared_lock = threading.Lock()
+        self._live_sessions = {}  # session_id -> {Subscription: None}: session viewers handed over
 
     def init_app(self, app) -> None:
         from hermes_web.services import register
@@ -39,14 +42,16 @@ class Streams:
 
     def note_session_changed(self, session_id: str) -> None:
         """Session metadata changed (rename, title, delete): session streams send a frame."""
-        self._meta_versions[session_id] = self._meta_versions.get(session_id, 0) + 1
+        self._bump_metadata(session_id)
         self.logs.notify_session(session_id)
 
     # ------------------------------------------------------------ run stream
 
-    def run_stream(self, run_log, offset: int):
-        """Frames of one run from ``offset`` through its terminal record; owns ``run_log``."""
-        shared = self._share(run_log.run_id)
+    def run_stream(self, session_id: str, run_id: str, offset: int, direct=None):
+        """Frames of one run from ``offset`` through its terminal record. ``direct``: the
+        connection's direct writer, when the server offers one (live delivery)."""
+        run_log = self.logs.open(run_id, session_id)  # opened when the response starts
+        shared = self._share(run_id, run_log)
         try:
             yield sse.retry_frame(self.retry_ms)
             last_sent = time.monotonic()
@@ -58,20 +63,55 @@ class Streams:
                         return
                     last_sent = time.monotonic()
                     continue
+                if direct is not None and direct.ready():
+                    handed = self._hand_over(shared, run_log, direct, offset, last_sent)
+                    if handed is not None:
+                        offset, finished, failed, last_sent = handed
+                        if finished or failed:
+                            return
+                        if time.monotonic() - last_sent >= self.heartbeat:
+                            yield sse.PING
+                            last_sent = time.monotonic()
+                        continue
                 if not run_log.wait(offset, self.heartbeat):
                     if time.monotonic() - last_sent >= self.heartbeat:
                         yield sse.PING
                         last_sent = time.monotonic()
         finally:
-            self._unshare(run_log.run_id)
+            self._unshare(run_id)
             run_log.close()
+
+    def _hand_over(self, shared, run_log, direct, offset: int, last_sent: float, session_id: str = None):
+        """Let the run's sender write to this caught-up viewer until something needs its
+        own loop; ``(offset, finished, failed, last_sent)``, or None when records arrived
+        before the hand-over (read them the usual way)."""
+        subscription = Subscription(direct, offset, last_sent)
+        shared.fanout.subscribe(subscription)
+        if session_id is not None:
+            self._live_sessions.setdefault(session_id, {})[subscription] = None
+        try:
+            if run_log.read(offset, 1):  # appended between the last read and now
+                return None
+            timeout = max(0.0, self.heartbeat - (time.monotonic() - last_sent))
+            subscription.event.wait(timeout)
+        finally:
+            shared.fanout.unsubscribe(subscription)
+            if session_id is not None:
+                live = self._live_sessions.get(session_id)
+                if live is not None:
+                    live.pop(subscription, None)
+                    if not live:
+                        del self._live_sessions[session_id]
+        if subscription.rest and not subscription.failed:
+            direct.send_rest(subscription.rest)  # the rest of a batch, within the write deadline
+        return subscription.offset, subscription.finished, subscription.failed, subscription.last_sent
 
     # ------------------------------------------------------------ session stream
 
-    def session_stream(self, session_id: str, run_id, offset: int, run_finished: bool = False):
+    def session_stream(self, session_id: str, run_id, offset: int, run_finished: bool = False, direct=None):
         """Frames of a session: ``run_id`` from ``offset`` (or every run from the first when
         ``run_id`` is None), then each later run as it starts. Never ends by itself except
-        when the session is deleted."""
+        when the session is deleted. ``direct`` as for :meth:`run_stream`."""
         watch = self.logs.session_watch(session_id, on_metadata=lambda: self._bump_metadata(session_id))
         meta_version = self._meta_versions.get(session_id, 0)
         sent_meta = None
@@ -101,7 +141,7 @@ class Streams:
                 if not finished and run_log is None:
                     try:
                         run_log = self.logs.open(run_id, session_id)
-                        shared = self._share(run_id)
+                        shared = self._share(run_id, run_log)
                     except LogNotFound:
                         finished = True  # compacted or deleted meanwhile: go on after it
                 if run_log is not None:
@@ -121,6 +161,23 @@ class Streams:
                 if progressed:
                     last_sent = time.monotonic()
                     continue
+                if run_log is not None and direct is not None and direct.ready():
+                    # While its run is live the sender writes to it; the session's own news
+                    # (a rename, a deletion) wakes it through _bump_metadata.
+                    handed = self._hand_over(shared, run_log, direct, offset, last_sent, session_id)
+                    if handed is not None:
+                        offset, run_done, failed, last_sent = handed
+                        if failed:
+                            return
+                        if run_done:  # the sender wrote its terminal record: on to the next run
+                            run_log.close()
+                            self._unshare(run_id)
+                            run_log = shared = None
+                            finished = True
+                        elif time.monotonic() - last_sent >= self.heartbeat:
+                            yield sse.PING
+                            last_sent = time.monotonic()
+                    continue
                 pause = run_log.settle() if run_log is not None else self.heartbeat
                 if not watch.wait(min(pause, self.heartbeat)):
                     if time.monotonic() - last_sent >= self.heartbeat:
@@ -134,6 +191,8 @@ class Streams:
 
     def _bump_metadata(self, session_id: str) -> None:
         self._meta_versions[session_id] = self._meta_versions.get(session_id, 0) + 1
+        for subscription in list(self._live_sessions.get(session_id, ())):
+            subscription.event.set()  # a viewer handed to a sender has news of its own
 
     def _outgoing_meta(self, meta: dict) -> dict:
         return self.redaction.value(meta) if self.redaction.on_read else meta
@@ -146,11 +205,13 @@ class Streams:
 
     # ------------------------------------------------------------ shared reads
 
-    def _share(self, run_id: str) -> "_SharedReads":
+    def _share(self, run_id: str, run_log) -> "_SharedReads":
         with self._shared_lock:
             shared = self._shared.get(run_id)
             if shared is None:
-                shared = self._shared[run_id] = _SharedReads()
+                session_id = run_log.session_id
+                shared = self._shared[run_id] = _SharedReads(Fanout(
+                    lambda: self.logs.open(run_id, session_id), self.frames_after, self.heartbeat))
             shared.subscribers += 1
             return shared
 
@@ -186,14 +247,16 @@ class Streams:
 
 
 class _SharedReads:
-    """The last few reads of one run, by start offset, shared by its viewers."""
+    """The last few reads of one run, by start offset, shared by its viewers; and the
+    run's sender for those that caught up."""
 
-    __slots__ = ("subscribers", "lock", "reads")
+    __slots__ = ("subscribers", "lock", "reads", "fanout")
 
-    def __init__(self):
+    def __init__(self, fanout: Fanout):
         self.subscribers = 0
         self.lock = threading.Lock()
-        self.reads = {}  # start offset -> (frames, end offset, finished)
+        self.reads = {}  # start offset -> (frames, end offset, finished, mark)
+        self.fanout = fanout
 
     def read(self, streams: Streams, run_log, offset: int):
         cached = self.reads.get(offset)

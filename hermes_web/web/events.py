@@ -50,8 +50,7 @@ def _checked_offset(run_log, offset: int):
 @blueprint.get("/runs/<run_id>/events")
 @counted
 def run_events(run_id):
-    run_log = _open_live(run_id)
-    try:
+    with _open_live(run_id) as run_log:
         cursor = requested_cursor(default_run_id=run_id)
         offset = 0
         if cursor is not None:
@@ -59,13 +58,16 @@ def run_events(run_id):
                 raise ApiError(400, "invalid_cursor", "cursor belongs to another run")
             offset = cursor[1]
         committed, last = _checked_offset(run_log, offset)
-    except BaseException:
-        run_log.close()
-        raise
+        session_id = run_log.session_id
     if offset == committed and is_terminal(last):
-        run_log.close()
         return "", 204  # nothing follows a terminal record; EventSource stops here
-    return _stream_response(service("streams").run_stream(run_log, offset))
+    # The stream opens its own handle once it starts: a response never iterated holds none.
+    return _stream_response(service("streams").run_stream(session_id, run_id, offset, direct=_direct_writer()))
+
+
+def _direct_writer():
+    """The connection's direct writer, when the server offers one (see fanout.py)."""
+    return request.environ.get("hermes_web.direct_writer")
 
 
 @blueprint.get("/sessions/<session_id>/events")
@@ -75,7 +77,7 @@ def session_events(session_id):
     streams = service("streams")
     cursor = requested_cursor()
     if cursor is None:
-        return _stream_response(streams.session_stream(session_id, None, 0))
+        return _stream_response(streams.session_stream(session_id, None, 0, direct=_direct_writer()))
     run_id, offset = cursor
     try:
         run_log = service("logs").open(run_id, session_id)
@@ -86,9 +88,11 @@ def session_events(session_id):
             committed, last = _checked_offset(run_log, offset)
         # At the end of a finished run the stream goes on with the next run (never 204 here).
         finished = offset == committed and is_terminal(last)
-        return _stream_response(streams.session_stream(session_id, run_id, offset, run_finished=finished))
+        return _stream_response(streams.session_stream(session_id, run_id, offset, run_finished=finished,
+                                                       direct=_direct_writer()))
     if run_id in service("transcripts").read(session_id).by_run:
-        return _stream_response(streams.session_stream(session_id, run_id, 0, run_finished=True))
+        return _stream_response(streams.session_stream(session_id, run_id, 0, run_finished=True,
+                                                       direct=_direct_writer()))
     raise ApiError(400, "invalid_cursor", "cursor names a run that is not in this session")
 
 
