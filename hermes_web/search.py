@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 SNIPPET_CONTEXT = 60
+BUILD_PAUSE_SECONDS = 0.002
 MAX_QUERY_CHARS = 200
 TITLE, USER, ANSWER = "title", "user", "answer"
 
@@ -113,7 +114,9 @@ class SearchIndex:
         """Index everything the data dir holds (an older data dir, a deleted index)."""
         count = 0
         for meta in sessions.list():
-            time.sleep(0)  # under gevent a background build must let requests through
+            # Under gevent this runs between requests: a pause per session keeps a build of
+            # thousands of sessions from crowding out the people using the server meanwhile.
+            time.sleep(BUILD_PAUSE_SECONDS)
             session_id = meta["id"]
             self.add(session_id, "", TITLE, meta.get("title") or "", meta.get("updated_at") or 0)
             try:

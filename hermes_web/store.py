@@ -147,7 +147,14 @@ class SessionStore:
 
     def get(self, session_id: str) -> dict:
         """The metadata; NotFound when there is none, Damaged when it cannot be read."""
-        path = self.data_dir.session_path(session_id)
+        return dict(self._read(session_id, os.fspath(self.data_dir.session_path(session_id))))
+
+    def _read(self, session_id: str, path: str, listed_signature=None) -> dict:
+        """The cached or freshly read metadata at ``path`` (not a copy). With the
+        signature a directory listing gave, an unchanged file is not even opened."""
+        cached = self._cache.get(session_id)
+        if listed_signature is not None and cached is not None and cached[0] == listed_signature:
+            return cached[1]
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -158,9 +165,8 @@ class SessionStore:
         try:
             stat = os.fstat(fd)
             signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-            cached = self._cache.get(session_id)
             if cached is not None and cached[0] == signature:
-                return dict(cached[1])
+                return cached[1]
             data = os.read(fd, max(stat.st_size, 1) + 1)
         except OSError as error:
             raise Damaged(session_id, error.strerror or str(error)) from None
@@ -174,7 +180,7 @@ class SessionStore:
             raise Damaged(session_id, "its metadata is not a session object")
         if time.time_ns() - stat.st_mtime_ns > METADATA_SETTLE_NS:
             self._cache[session_id] = (signature, meta)
-        return dict(meta)
+        return meta
 
     def exists(self, session_id: str) -> bool:
         return self.data_dir.session_path(session_id).exists()
@@ -196,16 +202,33 @@ class SessionStore:
         return meta
 
     def list(self) -> list:
-        """All sessions, newest activity first; damaged ones as their placeholder."""
+        """All sessions, newest activity first; damaged ones as their placeholder. The
+        dicts are shared with the cache: copy before changing one.
+
+        One directory scan; a file whose listed identity (inode, size, mtime) matches the
+        cached copy is not opened, so listing costs a stat per session.
+        """
         sessions = []
-        for session_id in self.data_dir.session_ids():
-            try:
-                sessions.append(self.get(session_id))
-            except NotFound:
-                continue  # deleted while listing
-            except Damaged as damaged:
-                sessions.append(damaged.placeholder)
-        sessions.sort(key=lambda meta: _sort_time(meta), reverse=True)
+        try:
+            entries = os.scandir(self.data_dir.sessions_dir)
+        except FileNotFoundError:
+            return []
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if not name.endswith(".json") or not is_valid_id(name[:-5]):
+                    continue
+                session_id = name[:-5]
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                    sessions.append(self._read(session_id, entry.path, (stat.st_ino, stat.st_size, stat.st_mtime_ns)))
+                except (NotFound, FileNotFoundError):
+                    continue  # deleted while listing
+                except Damaged as damaged:
+                    sessions.append(damaged.placeholder)
+                except OSError as error:
+                    sessions.append(Damaged(session_id, error.strerror or str(error)).placeholder)
+        sessions.sort(key=_sort_time, reverse=True)
         return sessions
 
     def delete(self, session_id: str) -> None:

@@ -59,7 +59,7 @@ class ServerProcess:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
             try:
                 # 401: up, and asking for a password.
-                status, _, _ = request(self.url, "GET", "/api/sessions", timeout=1, tls=self.tls)
+                status, _, _ = request(self.url, "GET", "/api/sessions", timeout=10, tls=self.tls)
                 if status in (200, 401):
                     return self
             except OSError:
