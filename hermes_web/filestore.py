@@ -428,6 +428,11 @@ class FileRunLog:
     def __exit__(self, *exc_info):
         self.close()
 
+    def stamp(self):
+        """Changes whenever the journal's content does (its size and mtime)."""
+        stat = os.fstat(self._fd)
+        return stat.st_size, stat.st_mtime_ns
+
     def read(self, after: int, max_bytes: int = READ_CHUNK_BYTES) -> list:
         self._seen = self._beacon.generation
         return read_lines(self._fd, after, max_bytes)

@@ -68,6 +68,9 @@ class RunLog(Protocol):
     session_id: str
     identity: object  # changes when the log is replaced (a cache key)
 
+    def stamp(self):
+        """An opaque value that changes whenever the log's content changes."""
+
     def read(self, after: int, max_bytes: int = ...) -> list:
         """``[(line, end_offset), ...]``: complete lines after cursor ``after`` (no ``\\n``)."""
 

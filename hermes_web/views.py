@@ -29,13 +29,14 @@ class InvalidPage(ValueError):
 
 
 class _CachedFold:
-    __slots__ = ("fold", "lock", "identity", "finished_messages")
+    __slots__ = ("fold", "lock", "identity", "finished_messages", "finished_stamp")
 
     def __init__(self, identity, run_id, session_id):
         self.fold = RunFold(run_id, session_id)
         self.lock = threading.Lock()
         self.identity = identity
         self.finished_messages = None
+        self.finished_stamp = None  # the log's stamp when its messages were kept
 
 
 class _SessionRuns:
@@ -256,7 +257,10 @@ class SessionViews:
             cached = self._cached(run_id, session_id, log.identity)
             with cached.lock:
                 if cached.finished_messages is not None:
-                    return cached.finished_messages, True
+                    if log.stamp() == cached.finished_stamp:
+                        return cached.finished_messages, True
+                    # A finished journal changed in place (a hand edit, damage): fold it again.
+                    cached = self._cached(run_id, session_id, log.identity, fresh=True)
                 _advance(cached.fold, log)
                 if not cached.fold.finished and not log.owner_alive():
                     if log.recover() == "recovered":  # its writer died (PROTOCOL 1.3)
@@ -264,12 +268,13 @@ class SessionViews:
                 messages = cached.fold.messages()
                 if cached.fold.finished:
                     cached.finished_messages = messages
+                    cached.finished_stamp = log.stamp()
                 return messages, cached.fold.finished
 
-    def _cached(self, run_id: str, session_id: str, identity) -> _CachedFold:
+    def _cached(self, run_id: str, session_id: str, identity, fresh: bool = False) -> _CachedFold:
         with self._lock:
             cached = self._folds.get(run_id)
-            if cached is None or cached.identity != identity:
+            if cached is None or cached.identity != identity or fresh:
                 cached = _CachedFold(identity, run_id, session_id)
                 self._folds[run_id] = cached
             self._folds.move_to_end(run_id)

@@ -4,6 +4,7 @@ down, and is never hidden. Every case is a real server over files damaged by han
 import json
 import subprocess
 import sys
+import time
 
 from hermes_web.records import TERMINAL_TYPES
 from tests.support import ROOT, SseClient, journal_lines
@@ -181,3 +182,12 @@ def test_a_run_stream_of_a_journal_whose_lines_are_all_damaged_still_ends(server
     assert [frame_id for frame_id, _, _ in frames] == [f"{run_id}:{end}" for _, end in lines]
     view = server.api("GET", f"/api/sessions/{session_id}")[1]
     assert view["messages"][-1]["damaged"] == len(lines) - 1 and view["messages"][0]["run_id"] == run_id
+
+
+def test_damage_to_a_finished_journal_shows_without_a_restart(server):
+    session_id = server.create_session()
+    run_id = finished_run(server, session_id)
+    assert "damaged" not in server.api("GET", f"/api/sessions/{session_id}")[1]["messages"][-1]
+    time.sleep(0.01)  # a later mtime, whatever the clock's granularity
+    damage_middle_line(server.journal_path(session_id, run_id))
+    assert server.api("GET", f"/api/sessions/{session_id}")[1]["messages"][-1]["damaged"] == 1
