@@ -54,7 +54,7 @@ def create_app(config: Config = None, offload=None) -> Flask:
     agents = build_agents(config, uploads=upload_store)  # tools read attachments through the store
     runs = RunManager(logs, metadata, transcripts, views, agents, redaction,
                       on_session_changed=streams.note_session_changed,
-                      default_agent=agents.default, search=search)
+                      default_agent=agents.default, search=search, decision_timeout=config.approval_timeout)
     runs.init_app(app)
     sessions = Sessions(metadata, logs, transcripts, runs, views, streams, data_dir, search)
     sessions.init_app(app)
@@ -66,13 +66,14 @@ def create_app(config: Config = None, offload=None) -> Flask:
         # An older data dir (or a deleted index): index what it holds, in the background.
         threading.Thread(target=_build_search, args=(search, sessions, views), name="search-index", daemon=True).start()
 
-    from hermes_web.web import api, errors, events, exchange, guard, login, stream_limits, ui, uploads
+    from hermes_web.web import api, decisions, errors, events, exchange, guard, login, stream_limits, ui, uploads
 
     errors.init_app(app)
     guard.init_app(app, config)
     login.init_app(app, config, offload)
     stream_limits.init_app(app, config)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(decisions.blueprint)
     app.register_blueprint(exchange.blueprint)
     app.register_blueprint(events.blueprint)
     app.register_blueprint(uploads.blueprint)

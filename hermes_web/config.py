@@ -56,6 +56,9 @@ class Config:
     agents_file: Path = None
     # The agent of a run that names none, in a session that has not used one yet.
     default_agent: str = DEMO_AGENT
+    # Seconds an approval or a clarifying question waits for a person before it is settled
+    # by the timeout (an approval as "deny").
+    approval_timeout: float = 300.0
     # Exact secret values the server knows (provider keys, its password): always masked.
     known_secrets: tuple = dataclasses.field(default=(), repr=False)
     # Who may talk to the server (docs/security.md). Extra Host names ("*" turns the check off).
@@ -84,6 +87,8 @@ class Config:
             raise ConfigError("HERMES_WEB_FSYNC_INTERVAL_MS must be in 1..1000")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not in 0..65535 (--port or HERMES_WEB_PORT)")
+        if not 0 < self.approval_timeout <= 86400:
+            raise ConfigError("HERMES_WEB_APPROVAL_TIMEOUT_S must be in (0, 86400] seconds")
         if self.openai_base_url and not _is_http_url(self.openai_base_url):
             # The value is not echoed: a URL may carry credentials.
             raise ConfigError("HERMES_WEB_OPENAI_BASE_URL must be an http:// or https:// URL with a host, "
@@ -160,6 +165,7 @@ class Config:
             "HERMES_WEB_MAX_CONNECTIONS": ("max_connections", int),
             "HERMES_WEB_MAX_CONNECTIONS_PER_CLIENT": ("max_connections_per_client", int),
             "HERMES_WEB_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", int),
+            "HERMES_WEB_APPROVAL_TIMEOUT_S": ("approval_timeout", _parse_number),
         }
         for name, (field, parse) in readers.items():
             raw = env.get(name)

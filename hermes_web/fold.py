@@ -62,6 +62,8 @@ class RunFold:
         self.text = _Text()
         self.reasoning = _Text()
         self.tool_calls = {}  # call_id -> dict, insertion-ordered: the order they began
+        self.approvals = {}  # approval_id -> dict, in the order they were asked
+        self.questions = {}  # question_id -> dict, likewise
         self.records = 0
         self.damaged = 0
         self.offset = 0
@@ -120,6 +122,37 @@ class RunFold:
                     is_error=is_error,
                     duration_ms=record.get("duration_ms"),
                 )
+        elif kind == "approval.requested":
+            approval_id = record.get("approval_id")
+            self.approvals[approval_id] = {
+                "id": approval_id,
+                "call_id": record.get("call_id"),
+                "title": record.get("title"),
+                "detail": record.get("detail"),
+                "choices": _strings(record.get("choices")),
+                "status": "pending",
+                "choice": None,
+                "by": None,
+            }
+        elif kind == "approval.resolved":
+            approval = self.approvals.get(record.get("approval_id"))
+            if approval is not None:
+                approval.update(status="resolved", choice=record.get("choice"), by=record.get("by"))
+        elif kind == "question.asked":
+            question_id = record.get("question_id")
+            self.questions[question_id] = {
+                "id": question_id,
+                "call_id": record.get("call_id"),
+                "question": record.get("question"),
+                "choices": _strings(record.get("choices")),
+                "status": "pending",
+                "answer": None,
+                "by": None,
+            }
+        elif kind == "question.answered":
+            question = self.questions.get(record.get("question_id"))
+            if question is not None:
+                question.update(status="resolved", answer=record.get("answer"), by=record.get("by"))
         elif kind == "title":
             self.title = record.get("title")
         elif kind == "usage":
@@ -144,6 +177,10 @@ class RunFold:
                     call["is_error"] = True
                     if call["result"] is None:
                         call["result"] = f"not finished: run {self.status}"
+            # Nobody can answer a request of a run that ended (its server died) any more.
+            for request in (*self.approvals.values(), *self.questions.values()):
+                if request["status"] == "pending":
+                    request["status"] = "expired"
 
     def messages(self) -> list:
         """The run as ``[user_message, assistant_message]`` (fresh dicts)."""
@@ -194,9 +231,18 @@ class RunFold:
             # session view's cursor is the same before and after it.
             "cursor": f"{run_id}:{self.offset}",
         }
+        if self.approvals:
+            assistant_message["approvals"] = [dict(item, choices=list(item["choices"])) for item in self.approvals.values()]
+        if self.questions:
+            assistant_message["questions"] = [dict(item, choices=list(item["choices"])) for item in self.questions.values()]
         if self.damaged:
             assistant_message["damaged"] = self.damaged
         return [user_message, assistant_message]
+
+
+def _strings(value) -> list:
+    """A record's ``choices``: its strings, in order (anything else is not a choice)."""
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
 def fold(entries) -> list:

@@ -13,7 +13,8 @@ from hermes_web.codec import decode_record, encode_record
 
 STREAMED_TYPES = ("text.delta", "reasoning.delta", "tool.output")
 # Structural fields never carry user or model text; leaving them alone keeps ids intact.
-STRUCTURAL_FIELDS = frozenset({"type", "ts", "run_id", "session_id", "call_id", "duration_ms", "is_error"})
+STRUCTURAL_FIELDS = frozenset({"type", "ts", "run_id", "session_id", "call_id", "duration_ms", "is_error",
+                               "approval_id", "question_id", "by"})
 REDACTED_TEXT_FIELD = "text_redacted"
 
 

@@ -10,6 +10,7 @@ import threading
 import time
 
 from hermes_web.agents import AgentRequest, RunSettings, UnknownAgent
+from hermes_web.decisions import DEFAULT_TIMEOUT_SECONDS, RunDecisions, settled_in_view
 from hermes_web.ids import new_run_id
 from hermes_web.logstore import LogExists, LogNotFound, StoreFull, is_terminal
 from hermes_web.records import bound_record
@@ -53,7 +54,8 @@ class RunLocation:
 
 
 class _Run:
-    __slots__ = ("run_id", "session_id", "writer", "cancel", "cancelled_by", "finishing", "done", "thread", "answer")
+    __slots__ = ("run_id", "session_id", "writer", "cancel", "cancelled_by", "finishing", "done", "thread", "answer",
+                 "lock", "decisions")
 
     def __init__(self, run_id, session_id, writer):
         self.run_id = run_id
@@ -65,13 +67,16 @@ class _Run:
         self.done = threading.Event()
         self.thread = None
         self.answer = []  # the answer text as written (redacted), for the search index
+        # Appends come from the run's thread and from whichever thread settles a decision.
+        self.lock = threading.RLock()
+        self.decisions = None
 
 
 class RunManager:
     """Owns this process's active runs and their writers."""
 
     def __init__(self, logs, sessions, transcripts, views, agents, redaction, on_session_changed,
-                 default_agent: str = "demo", search=None):
+                 default_agent: str = "demo", search=None, decision_timeout: float = DEFAULT_TIMEOUT_SECONDS):
         self.logs = logs
         self.sessions = sessions
         self.transcripts = transcripts
@@ -81,6 +86,7 @@ class RunManager:
         self.redaction = redaction
         self.on_session_changed = on_session_changed  # session_id -> None
         self.search = search
+        self.decision_timeout = decision_timeout
         self._lock = threading.Lock()
         self._runs = {}  # run_id -> _Run
         self._by_session = {}  # session_id -> run_id
@@ -203,6 +209,7 @@ class RunManager:
             except LogExists:
                 raise RunConflict(run_id) from None
             run = _Run(run_id, session_id, writer)
+            run.decisions = RunDecisions(lambda record: self._append(run, filters, record), run.cancel, self.decision_timeout)
             self._runs[run_id] = run
             self._by_session[session_id] = run_id
         # From here on the run exists: any failure before its thread runs still ends it.
@@ -226,6 +233,7 @@ class RunManager:
                 first_turn=first_turn,
                 model=model,
                 settings=settings,
+                decisions=run.decisions,
             )
             run.thread = threading.Thread(
                 target=self._execute, args=(run, agent, request, filters), name=f"run-{run_id}", daemon=True
@@ -258,6 +266,24 @@ class RunManager:
         except LogNotFound:
             return
         raise RunNotOwned(run_id)
+
+    def answer(self, run_id: str, kind: str, decision_id: str, value) -> dict:
+        """Settle a pending approval or question of a run with a person's answer; its settling
+        record once journaled (see :meth:`RunDecisions.answer` for what it raises).
+
+        A finished run's requests are looked up in its journal or transcript: settled ones
+        raise AlreadySettled, ones its dead server left waiting DecisionExpired. RunNotOwned
+        when another live process runs it (only the owner writes its journal); NotFound for
+        an unknown run.
+        """
+        run = self._runs.get(run_id)
+        if run is not None:
+            return run.decisions.answer(kind, decision_id, value)
+        location = self.locate(run_id)
+        if location.status == "running":
+            raise RunNotOwned(run_id)
+        messages = self.views.run_messages(location.session_id, run_id)
+        return settled_in_view(messages[-1] if messages else {}, kind, decision_id)
 
     def shutdown(self, timeout: float = 3.0) -> None:
         """End every local run with a terminal record (``run.interrupted``, reason shutdown)."""
@@ -297,7 +323,13 @@ class RunManager:
         self._end(run, filters, terminal)
 
     def _end(self, run: _Run, filters, terminal: dict) -> None:
-        """Write the terminal record (durably), close the writer, forget the run."""
+        """Settle what still waits for a decision, write the terminal record (durably), close
+        the writer, forget the run."""
+        try:
+            run.decisions.close()
+        except Exception:
+            log.exception("run %s: could not settle its pending decisions", run.run_id)
+        run.lock.acquire()
         try:
             try:
                 for record in filters.finish():
@@ -318,6 +350,7 @@ class RunManager:
         except Exception:
             log.exception("run %s: could not write its terminal record", run.run_id)
         finally:
+            run.lock.release()
             try:
                 run.writer.close()
             except OSError:
@@ -336,6 +369,12 @@ class RunManager:
             pass
 
     def _append(self, run: _Run, filters, event: dict) -> None:
+        with run.lock:
+            if run.finishing:
+                raise RuntimeError(f"run {run.run_id} has ended: nothing may follow its terminal record")
+            self._append_locked(run, filters, event)
+
+    def _append_locked(self, run: _Run, filters, event: dict) -> None:
         record = {"type": event["type"], "ts": time.time()}
         record.update((key, value) for key, value in event.items() if key not in ("type", "ts"))
         for bounded in bound_record(record):

@@ -61,6 +61,9 @@ export function legacyAttachmentChips(sessionId, text) {
 }
 
 const get = (record, key, fallback = null) => (record[key] === undefined ? fallback : record[key]);
+// A record's `choices`: its strings, in order (anything else is not a choice).
+const strings = (value) => (Array.isArray(value) ? value.filter((item) => typeof item === "string") : []);
+const copyRequest = (item) => ({ ...item, choices: [...item.choices] });
 
 /** One run's records folded into its user and assistant turn; incremental like RunFold. */
 export class RunFold {
@@ -80,6 +83,8 @@ export class RunFold {
     this.text = "";
     this.reasoning = "";
     this.toolCalls = new Map(); // call_id -> call, in the order they began
+    this.approvals = new Map(); // approval_id -> approval, in the order they were asked
+    this.questions = new Map(); // question_id -> question, likewise
     this.records = 0;
     this.damaged = 0;
     this.offset = 0;
@@ -96,6 +101,8 @@ export class RunFold {
     run.text = assistant.text || "";
     run.reasoning = assistant.reasoning || "";
     for (const call of assistant.tool_calls || []) run.toolCalls.set(call.id, { ...call });
+    for (const item of assistant.approvals || []) run.approvals.set(item.id, copyRequest(item));
+    for (const item of assistant.questions || []) run.questions.set(item.id, copyRequest(item));
     run.agent = assistant.agent ?? null;
     run.error = assistant.error ?? null;
     run.reason = assistant.reason ?? null;
@@ -158,6 +165,35 @@ export class RunFold {
         call.is_error = isError;
         call.duration_ms = get(record, "duration_ms");
       }
+    } else if (kind === "approval.requested") {
+      const approvalId = get(record, "approval_id");
+      this.approvals.set(approvalId, {
+        id: approvalId,
+        call_id: get(record, "call_id"),
+        title: get(record, "title"),
+        detail: get(record, "detail"),
+        choices: strings(record.choices),
+        status: "pending",
+        choice: null,
+        by: null,
+      });
+    } else if (kind === "approval.resolved") {
+      const approval = this.approvals.get(get(record, "approval_id"));
+      if (approval) Object.assign(approval, { status: "resolved", choice: get(record, "choice"), by: get(record, "by") });
+    } else if (kind === "question.asked") {
+      const questionId = get(record, "question_id");
+      this.questions.set(questionId, {
+        id: questionId,
+        call_id: get(record, "call_id"),
+        question: get(record, "question"),
+        choices: strings(record.choices),
+        status: "pending",
+        answer: null,
+        by: null,
+      });
+    } else if (kind === "question.answered") {
+      const question = this.questions.get(get(record, "question_id"));
+      if (question) Object.assign(question, { status: "resolved", answer: get(record, "answer"), by: get(record, "by") });
     } else if (kind === "title") {
       this.title = get(record, "title");
     } else if (kind === "usage") {
@@ -177,6 +213,10 @@ export class RunFold {
           call.is_error = true;
           if (call.result === null || call.result === undefined) call.result = `not finished: run ${this.status}`;
         }
+      }
+      // Nobody can answer a request of a run that ended (its server died) any more.
+      for (const request of [...this.approvals.values(), ...this.questions.values()]) {
+        if (request.status === "pending") request.status = "expired";
       }
     }
   }
@@ -225,6 +265,8 @@ export class RunFold {
       finished_at: this.finishedAt,
       cursor: `${runId}:${this.offset}`,
     };
+    if (this.approvals.size) assistant.approvals = [...this.approvals.values()].map(copyRequest);
+    if (this.questions.size) assistant.questions = [...this.questions.values()].map(copyRequest);
     if (this.damaged) assistant.damaged = this.damaged;
     return [structuredClone(user), assistant];
   }

@@ -8,6 +8,7 @@ from typing import Iterator, Protocol
 from markdown_it import MarkdownIt
 
 from hermes_web.attachment_markers import MARKER_PATTERN, attached_file_paths
+from hermes_web.decisions import NoDecisions
 
 
 class UnknownAgent(LookupError):
@@ -40,6 +41,10 @@ class AgentRequest:
     first_turn: bool = True  # nothing precedes this turn on its branch (title it)
     model: str = ""  # the model chosen for this run ("" = the agent's default)
     settings: RunSettings = RunSettings()
+    # Where the agent asks a person: ``ask_approval(title, detail, choices, call_id) -> choice``
+    # and ``ask_question(question, choices, call_id) -> answer`` block the agent's thread
+    # until a decision (hermes_web.decisions); outside a run nobody is asked.
+    decisions: object = NoDecisions()
 
 
 class Agent(Protocol):

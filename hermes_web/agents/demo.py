@@ -3,6 +3,10 @@
 For any message it streams reasoning, three tool calls with real results computed from
 the message (word count, the clock, the attachment list) and a multi-paragraph markdown
 answer quoting the message, pausing ``delay_seconds`` between deltas.
+
+Two messages show how a run waits for a person instead: ``/approval [command]`` asks to
+approve a (pretend) shell command, ``/question`` asks a clarifying question; the answer
+says what was decided. Nothing is ever run.
 """
 
 import datetime
@@ -38,6 +42,9 @@ class DemoAgent:
         if request.first_turn:
             yield {"type": "title", "title": title_for(request.text, request.attachments)}
         words = request.text.split()
+        if words and words[0] in ("/approval", "/question"):
+            yield from self._ask(request, words[0], request.text.strip()[len(words[0]):].strip())
+            return
         reasoning = (
             f"The user sent a message of {len(words)} words"
             f"{' with ' + str(len(request.attachments)) + ' attachment(s)' if request.attachments else ''}. "
@@ -85,6 +92,22 @@ class DemoAgent:
             if index % 100 == 99:
                 yield {"type": "usage", "input_tokens": len(words), "output_tokens": output_tokens}
         yield {"type": "usage", "input_tokens": len(words), "output_tokens": output_tokens}
+
+    def _ask(self, request: AgentRequest, command: str, rest: str):
+        """Ask a person, as an agent with dangerous tools would, and say what they decided."""
+        if command == "/question":
+            answer = request.decisions.ask_question("Which colour should the demo use?", ["red", "green", "blue"])
+            yield {"type": "text.delta", "text": f"You answered: **{answer}**." if answer else "Nobody answered."}
+            return
+        shell = rest or "rm -rf build/"
+        call_id = new_call_id()
+        started = time.monotonic()
+        yield {"type": "tool.started", "call_id": call_id, "name": "shell", "args": {"command": shell}}
+        choice = request.decisions.ask_approval("Run a shell command?", shell, ["once", "session", "always", "deny"], call_id)
+        result = "not run: denied" if choice == "deny" else "not run: this is the demo agent, it only pretends"
+        yield {"type": "tool.finished", "call_id": call_id, "result": result, "is_error": choice == "deny",
+               "duration_ms": round((time.monotonic() - started) * 1000)}
+        yield {"type": "text.delta", "text": f"You chose **{choice}**."}
 
     def _pause(self, cancel: threading.Event) -> bool:
         """Sleep one delta's delay; True when the run was cancelled meanwhile."""

@@ -10,6 +10,9 @@ GOLDEN = FIXTURES / "golden_run.jsonl"
 # Regenerated and edited turns, a damaged line (as the stream's record.damaged frame), and
 # every way a run ends, the last still running.
 GOLDEN_BRANCHES = FIXTURES / "golden_branches.jsonl"
+# Approvals and clarifying questions: settled by each kind of decider, answers to requests
+# never made, malformed choices, and a run that ended (its server died) while one waited.
+GOLDEN_DECISIONS = FIXTURES / "golden_decisions.jsonl"
 
 
 def golden_entries(path=GOLDEN):
@@ -131,6 +134,40 @@ def test_branches_fold_identically_live_and_from_any_view(server, new_page):
     assert final[3]["status"] == "interrupted" and final[5]["status"] == "running"
     versions = fold_session(entries[:12])
     assert versions[3]["damaged"] == 1 and versions[2]["alternatives"][-1] == versions[2]["run_id"]
+
+
+def test_approvals_and_questions_fold_identically_and_continue_from_any_view(server, new_page):
+    page = new_page()
+    load_fold_module(page, server)
+    entries = golden_entries(GOLDEN_DECISIONS)
+    frames = with_frame_ids(entries)
+    expected = [fold(entries[:count]) for count in range(len(entries) + 1)]
+    views = [{"messages": messages, "cursor": _cursor_of(entries[:count])} for count, messages in enumerate(expected)]
+    results = page.evaluate(
+        """async ([entries, views, frames]) => {
+            const { fold, SessionFold } = await import('/static/fold.js');
+            const prefixes = [...Array(entries.length + 1).keys()].map((count) => fold(entries.slice(0, count)));
+            const continued = views.map((view) => {
+                const resumed = new SessionFold(view);
+                for (const [id, record] of frames) resumed.applyFrame(id, record);
+                return resumed.messages();
+            });
+            return { prefixes, continued };
+        }""",
+        [[[record, offset] for record, offset in entries], views, frames],
+    )
+    assert results["prefixes"] == expected
+    for count, messages in enumerate(results["continued"]):
+        assert messages == expected[-1], f"view folded up to record {count}"
+    first, second = expected[-1][1], expected[-1][3]
+    assert [(a["id"], a["status"], a["choice"], a["by"]) for a in first["approvals"]] == [
+        ("apr_1", "resolved", "session", "user"), ("apr_2", "resolved", "deny", "cancel")]
+    assert first["approvals"][1]["choices"] == [] and first["questions"][0]["choices"] == ["rouge", "🌊"]
+    assert [(q["status"], q["answer"], q["by"]) for q in first["questions"]] == [
+        ("resolved", "ni l'un ni l'autre: vert", "user"), ("resolved", "", "timeout")]
+    assert second["approvals"][0]["status"] == "expired" and second["questions"][0]["status"] == "resolved"
+    # While it waited, the same card was pending.
+    assert expected[3][1]["approvals"][0]["status"] == "pending"
 
 
 def _cursor_of(entries):
