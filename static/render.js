@@ -4,6 +4,7 @@
 // costs one render of its last Markdown block per animation frame (markdown.js), open
 // <details> stay open, and images already loaded are never re-created.
 
+import { updateDecisions } from "/static/approvals.js";
 import { updateMarkdown } from "/static/markdown.js";
 
 export function element(tag, attributes = {}, ...children) {
@@ -228,6 +229,7 @@ export function updateAssistantMessage(node, message) {
     updateToolCard(card, call);
   });
   while (tools.children.length > (message.tool_calls || []).length) tools.lastChild.remove();
+  updateDecisions(node.querySelector(".turn-body"), message);
 
   const text = node.querySelector(".markdown");
   const source = message.text || "";
