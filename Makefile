@@ -5,20 +5,25 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
+# Hermes Agent pins its dependencies exactly: it gets an interpreter of its own, which the
+# tests point HERMES_WEB_HERMES_PYTHON at.
+HERMES_VENV := .venv-hermes
+HERMES_STAMP := $(HERMES_VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test deps run-deps test-deps browser-deps dist bench clean
+.PHONY: run test deps run-deps test-deps hermes-deps browser-deps dist bench clean
 
 run: run-deps
 	$(PY) -m hermes_web serve
 
-test: test-deps browser-deps
+test: test-deps browser-deps hermes-deps
 	$(PY) -m pytest -q
 
 run-deps: $(RUN_STAMP) node_modules/.installed
 test-deps: $(TEST_STAMP) node_modules/.installed
+hermes-deps: $(HERMES_STAMP)
 # Everything a developer needs.
-deps: test-deps
+deps: test-deps hermes-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +36,13 @@ $(RUN_STAMP): setup.cfg setup.py pyproject.toml | $(PY)
 
 $(TEST_STAMP): $(RUN_STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The extra, as a user installs it: `pip install 'hermes-web[hermes]'`.
+$(HERMES_STAMP): setup.cfg setup.py pyproject.toml
+	test -x $(HERMES_VENV)/bin/python || $(PYTHON) -m venv $(HERMES_VENV)
+	$(HERMES_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(HERMES_VENV)/bin/python -m pip install --quiet -e '.[hermes]'
 	touch $@
 
 # Browser-side libraries (markdown rendering, HTML sanitizing, code highlighting) come from
@@ -56,4 +68,4 @@ bench: deps
 	if [ -n "$$failed" ]; then echo "goals missed by:$$failed"; exit 1; fi
 
 clean:
-	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) $(HERMES_VENV) node_modules build dist *.egg-info .pytest_cache

@@ -95,5 +95,9 @@ def shutdown(app) -> None:
     """End every running run (``run.interrupted``) and flush the journals."""
     from hermes_web.services import find_service
 
-    find_service(app, "runs").shutdown()
+    runs = find_service(app, "runs")
+    runs.shutdown()
+    for agent in runs.agents.values():
+        if hasattr(agent, "close"):
+            agent.close()  # its idle worker processes
     find_service(app, "logs").durability.stop()

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hermes_web.startup import StartupError
 
 FSYNC_POLICIES = ("record", "interval", "terminal")
 DEMO_AGENT = "demo"
+HERMES_AGENT = "hermes"
 
 
 class ConfigError(StartupError, ValueError):
@@ -56,6 +58,14 @@ class Config:
     agents_file: Path = None
     # The agent of a run that names none, in a session that has not used one yet.
     default_agent: str = DEMO_AGENT
+    # The hermes agent (Hermes Agent in worker processes): the interpreter that imports it
+    # ("" = the server's own), and what overrides Hermes's own configuration ($HERMES_HOME).
+    hermes_python: str = ""
+    hermes_base_url: str = ""
+    hermes_model: str = ""
+    hermes_api_key: str = dataclasses.field(default="", repr=False)
+    hermes_toolsets: tuple = ()
+    hermes_pass_env: tuple = ()
     # Seconds an approval or a clarifying question waits for a person before it is settled
     # by the timeout (an approval as "deny").
     approval_timeout: float = 300.0
@@ -87,6 +97,8 @@ class Config:
             raise ConfigError("HERMES_WEB_FSYNC_INTERVAL_MS must be in 1..1000")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not in 0..65535 (--port or HERMES_WEB_PORT)")
+        if self.hermes_base_url and not _is_http_url(self.hermes_base_url):
+            raise ConfigError("HERMES_WEB_HERMES_BASE_URL must be an http:// or https:// URL with a host")
         if not 0 < self.approval_timeout <= 86400:
             raise ConfigError("HERMES_WEB_APPROVAL_TIMEOUT_S must be in (0, 86400] seconds")
         if self.openai_base_url and not _is_http_url(self.openai_base_url):
@@ -108,7 +120,9 @@ class Config:
         if len(set(names)) != len(names):
             raise ConfigError(f"agent {ENV_AGENT_NAME!r} is set by HERMES_WEB_OPENAI_BASE_URL and by {self.agents_file}: "
                               "rename the one in the file")
-        if self.default_agent not in (DEMO_AGENT, *names):
+        # "hermes" is checked when the agents are built: whether Hermes Agent can be
+        # imported is not known before.
+        if self.default_agent not in (DEMO_AGENT, HERMES_AGENT, *names):
             raise ConfigError(f"default agent {self.default_agent!r} is not configured "
                               f"(agents: {', '.join([DEMO_AGENT, *names])})")
 
@@ -166,6 +180,12 @@ class Config:
             "HERMES_WEB_MAX_CONNECTIONS_PER_CLIENT": ("max_connections_per_client", int),
             "HERMES_WEB_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", int),
             "HERMES_WEB_APPROVAL_TIMEOUT_S": ("approval_timeout", _parse_number),
+            "HERMES_WEB_HERMES_PYTHON": ("hermes_python", str),
+            "HERMES_WEB_HERMES_BASE_URL": ("hermes_base_url", str),
+            "HERMES_WEB_HERMES_MODEL": ("hermes_model", str),
+            "HERMES_WEB_HERMES_API_KEY": ("hermes_api_key", str),
+            "HERMES_WEB_HERMES_TOOLSETS": ("hermes_toolsets", _parse_list),
+            "HERMES_WEB_HERMES_PASS_ENV": ("hermes_pass_env", _parse_list),
         }
         for name, (field, parse) in readers.items():
             raw = env.get(name)
@@ -207,6 +227,14 @@ _SETTING_NAMES = {
 
 def _parse_names(raw: str) -> tuple:
     return tuple(name.strip().lower() for name in raw.split(",") if name.strip())
+
+
+def _parse_list(raw: str) -> tuple:
+    """A comma-separated list of names, as written (toolsets, environment variables)."""
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    if not all(re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", name) for name in names):
+        raise ValueError("expected names separated by commas")
+    return names
 
 
 def _parse_bool(raw: str) -> bool:

@@ -85,6 +85,7 @@ class Sessions:
             self.logs.delete_session(session_id, compacted)
             self.transcripts.delete(session_id)
             shutil.rmtree(self.data_dir.uploads_dir(session_id), ignore_errors=True)
+            shutil.rmtree(self.data_dir.workspace_dir(session_id), ignore_errors=True)
         self.data_dir.start_lock_path(session_id).unlink(missing_ok=True)
         self.views.forget_session(session_id)
         self.streams.note_session_changed(session_id)

@@ -86,6 +86,14 @@ class DataDir:
     def archive_dir(self, session_id: str) -> Path:
         return self.archive_root / _checked(session_id)
 
+    @property
+    def workspaces_root(self) -> Path:
+        """Working directories of agents that work on files (made when first used)."""
+        return self.root / "workspaces"
+
+    def workspace_dir(self, session_id: str) -> Path:
+        return self.workspaces_root / _checked(session_id)
+
     def run_ids(self, session_id: str) -> list:
         """Run ids with a journal in this session, in start order."""
         try:

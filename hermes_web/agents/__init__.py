@@ -5,13 +5,17 @@ writes what it yields, so adding a provider touches neither the run nor the jour
 """
 
 import concurrent.futures
+import logging
 from collections.abc import Mapping
 
 from hermes_web.agents.base import Agent, AgentRequest, RunSettings, UnknownAgent, UnknownModel
 from hermes_web.agents.demo import DemoAgent
+from hermes_web.agents.hermes import AGENT_NAME as HERMES_AGENT, HermesAgent, HermesSettings, hermes_importable
 from hermes_web.agents.openai_compat import OpenAICompatibleAgent
+from hermes_web.startup import StartupError
 
 DEFAULT_AGENT = "demo"
+log = logging.getLogger(__name__)
 
 
 class Agents(Mapping):
@@ -84,15 +88,43 @@ def _models_of(agent) -> tuple:
 
 def build_agents(config, uploads=None) -> Agents:
     """The agents of a configuration: ``demo`` always, then one per OpenAI-compatible
-    endpoint (``openai`` from the environment, named ones from the agents file). Tools read
-    attachments through ``uploads`` (the upload store)."""
+    endpoint (``openai`` from the environment, named ones from the agents file), and
+    ``hermes`` when Hermes Agent can be imported. Tools read attachments through ``uploads``
+    (the upload store).
+
+    Raises StartupError when Hermes Agent was asked for (``HERMES_WEB_HERMES_PYTHON``, or as
+    the default agent) and cannot be imported.
+    """
     agents = {DEFAULT_AGENT: DemoAgent(delay_seconds=config.demo_delay_ms / 1000)}
     for endpoint in config.agent_endpoints():
         agents[endpoint.name] = OpenAICompatibleAgent(endpoint, uploads)
+    hermes = _hermes_agent(config, uploads, taken=HERMES_AGENT in agents)
+    if hermes is not None:
+        agents[HERMES_AGENT] = hermes
     return Agents(agents, default=config.default_agent)
+
+
+def _hermes_agent(config, uploads, taken: bool):
+    settings = HermesSettings(python=config.hermes_python, base_url=config.hermes_base_url, model=config.hermes_model,
+                              api_key=config.hermes_api_key, toolsets=config.hermes_toolsets,
+                              pass_env=config.hermes_pass_env)
+    wanted = bool(config.hermes_python) or config.default_agent == HERMES_AGENT
+    if taken:
+        if config.hermes_python:
+            log.warning("an agent named %r is configured in %s: Hermes Agent is not offered", HERMES_AGENT, config.agents_file)
+        return None
+    if not hermes_importable(settings.interpreter):
+        if wanted:
+            raise StartupError(
+                f"Hermes Agent cannot be imported by {settings.interpreter} (HERMES_WEB_HERMES_PYTHON): "
+                "install it there with `pip install 'hermes-web[hermes]'` (or `pip install hermes-agent`)")
+        return None
+    from hermes_web.store import DataDir
+
+    return HermesAgent(settings, DataDir(config.data_dir).workspaces_root, uploads)
 
 
 __all__ = [
     "Agent", "AgentRequest", "Agents", "RunSettings", "UnknownAgent", "UnknownModel", "DemoAgent",
-    "OpenAICompatibleAgent", "build_agents", "DEFAULT_AGENT",
+    "HermesAgent", "OpenAICompatibleAgent", "build_agents", "DEFAULT_AGENT",
 ]
