@@ -12,8 +12,6 @@ requests quickly while Hermes works.
 import json
 import os
 import signal
-import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -21,20 +19,11 @@ import pytest
 
 from tests import provider_streams as streams
 from tests.fake_openai import FakeOpenAI, Stream
-from tests.support import ROOT, ServerProcess, SseClient
+from tests.hermes_support import hermes_env, make_hermes_home, needs_hermes
+from tests.support import ServerProcess, SseClient
 
-HERMES_PYTHON = os.environ.get("HERMES_WEB_TEST_HERMES_PYTHON") or str(ROOT / ".venv-hermes" / "bin" / "python")
 TERMINAL = ("run.completed", "run.failed", "run.cancelled", "run.interrupted")
-
-
-def _hermes_importable() -> bool:
-    try:
-        return subprocess.run([HERMES_PYTHON, "-I", "-c", "import run_agent"], capture_output=True, timeout=120).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _hermes_importable(), reason=f"Hermes Agent is not installed for {HERMES_PYTHON}: run `make hermes-deps`")
+pytestmark = needs_hermes
 
 
 @pytest.fixture(scope="module")
@@ -46,22 +35,11 @@ def provider():
 
 @pytest.fixture(scope="module")
 def hermes_home(tmp_path_factory):
-    """A Hermes configuration of its own, as a user's ``~/.hermes`` would be. Approvals are
-    manual: the default ("smart") lets Hermes's auxiliary model decide first."""
-    home = tmp_path_factory.mktemp("hermes-home")
-    (home / "config.yaml").write_text("approvals:\n  mode: manual\n")
-    return home
+    return make_hermes_home(tmp_path_factory.mktemp("hermes-home"))
 
 
 def start_server(tmp_path_factory, provider, hermes_home, **env):
-    return ServerProcess(tmp_path_factory.mktemp("hermes") / "var", env={
-        "HERMES_WEB_HERMES_PYTHON": HERMES_PYTHON, "HERMES_HOME": str(hermes_home),
-        "HERMES_WEB_HERMES_BASE_URL": provider.url, "HERMES_WEB_HERMES_MODEL": "fake-model",
-        "HERMES_WEB_HERMES_API_KEY": "sk-hermes-test-key-0123456789abcdef",
-        "HERMES_WEB_HERMES_TOOLSETS": "terminal,clarify", "HERMES_WEB_DEFAULT_AGENT": "hermes",
-        # The server's own secrets, which a worker must never see.
-        "OPENAI_API_KEY": "sk-server-only-secret-0123456789abcdef", **env,
-    }).start(timeout=60)
+    return ServerProcess(tmp_path_factory.mktemp("hermes") / "var", env=hermes_env(provider, hermes_home, **env)).start(timeout=60)
 
 
 @pytest.fixture(scope="module")

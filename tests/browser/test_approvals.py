@@ -1,9 +1,13 @@
 """Approval and question cards in real chromium: a turn that waits for a person shows its
 card in every open viewer; whichever answers first settles it, every viewer shows the
-decision live, and a reload shows it again from the journal."""
+decision live, and a reload shows it again from the journal. The demo agent's ``/approval``
+and ``/question`` turns, and the real Hermes Agent asking before a dangerous command."""
 
+from tests import provider_streams as streams
 from tests.browser.conftest import snap
 from tests.browser.ui import assistant_selector, open_session, send_message, wait_status
+from tests.fake_openai import FakeOpenAI, Stream
+from tests.hermes_support import hermes_env, make_hermes_home, needs_hermes
 
 
 def card_state(page, run_id, testid):
@@ -81,3 +85,29 @@ def test_a_stopped_turn_shows_its_approval_settled_by_the_stop(demo_server, new_
     wait_status(page, run_id, "cancelled")
     page.wait_for_selector(f"{assistant_selector(run_id)} [data-testid=approval-card][data-status=resolved]")
     assert card_state(page, run_id, "approval-card")["outcome"] == "Denied: the turn was stopped."
+
+
+@needs_hermes
+def test_hermes_asks_before_a_dangerous_command_and_deny_in_the_page_keeps_it_from_running(server_factory, new_page, tmp_path):
+    provider = FakeOpenAI(models=["fake-model"]).start()
+    try:
+        server = server_factory(env=hermes_env(provider, make_hermes_home(tmp_path)))
+        text = provider.script(
+            Stream(streams.openai_tool_calls([("call_rm_page", "terminal", {"command": "touch page-marker && rm -rf ./build"})])),
+            Stream(streams.openai_text(["Left it alone."])))
+        session_id = server.create_session()
+        page = new_page()
+        open_session(page, server, session_id)
+        run_id = send_message(page, text)
+        card = f"{assistant_selector(run_id)} [data-testid=approval-card]"
+        page.wait_for_selector(f"{card}[data-status=pending]", timeout=60_000)
+        assert page.locator(f"{card} [data-testid=approval-detail]").text_content() == "touch page-marker && rm -rf ./build"
+        assert [label for label, _ in card_state(page, run_id, "approval-card")["buttons"]] == [
+            "Allow once", "Allow for this session", "Always allow", "Deny"]
+        page.get_by_role("button", name="Deny").click()
+        page.wait_for_selector(f"{card}[data-status=resolved]")
+        shown = wait_status(page, run_id, "completed", timeout=60_000)
+        assert shown["text"].strip() == "Left it alone."
+        assert not (server.data_dir / "workspaces" / session_id / "page-marker").exists()
+    finally:
+        provider.stop()
