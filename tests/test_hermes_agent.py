@@ -128,7 +128,8 @@ def wait_until(condition, timeout=15.0, what="the condition"):
 
 def test_a_terminal_command_really_runs_in_the_sessions_workspace(server, provider):
     session_id = server.create_session()
-    text = provider.script(terminal_call("call_echo1", "echo made-by-hermes > proof.txt && pwd"), answer("Done."))
+    text = provider.script(terminal_call("call_echo1", "echo made-by-hermes > proof.txt && pwd"),
+                           Stream(streams.openai_text(["Done."], reasoning=["The file ", "is written."])))
     events = list(run_until(server, session_id, text))
     kinds = [event for _, event, _ in events]
     assert kinds[0] == "run.started" and kinds[-1] == "run.completed", kinds
@@ -145,6 +146,7 @@ def test_a_terminal_command_really_runs_in_the_sessions_workspace(server, provid
     assert workspace(server, session_id).stat().st_mode & 0o777 == 0o700
     message = assistant(server, session_id, run_id)
     assert message["status"] == "completed" and message["text"].strip() == "Done."
+    assert message["reasoning"] == "The file is written."
     assert message["tool_calls"][0]["status"] == "done" and message["usage"]["output_tokens"] > 0
     # What Hermes sent: our key, our model, and the tools asked for.
     first = provider.requests_for(text)[0]

@@ -71,7 +71,16 @@ class Protocol:
             waiter[0].set()
 
 
+# Hermes's CPU work (its imports, building its agent, its commands) yields to the server's:
+# on a machine with few cores a busy worker would otherwise delay every other request.
+NICENESS = 10
+
+
 def main() -> int:
+    try:
+        os.nice(NICENESS)
+    except OSError:
+        pass
     protocol_stream = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
