@@ -55,6 +55,14 @@ def export_markdown(view: dict) -> str:
             lines += [f"**Tool `{call.get('name')}`** ({call.get('status')})", "", "```json",
                       json.dumps(call.get("args"), ensure_ascii=False, indent=2), "```", "", "Result:", "", "```",
                       _text_of(call.get("result")), "```", ""]
+        for item in message.get("approvals") or ():
+            decided = f"{item.get('choice')} (by {item.get('by')})" if item.get("status") == "resolved" else item.get("status")
+            lines += [f"**Approval: {_one_line(str(item.get('title') or ''))}**: {decided}", "", "```",
+                      str(item.get("detail") or ""), "```", ""]
+        for item in message.get("questions") or ():
+            answered = (f"{item.get('answer') or '(no answer)'} (by {item.get('by')})"
+                        if item.get("status") == "resolved" else item.get("status"))
+            lines += [f"**Question: {_one_line(str(item.get('question') or ''))}**: {answered}", ""]
         lines += [message.get("text") or "", ""]
         status = message.get("status")
         if status and status != "completed":
@@ -132,13 +140,29 @@ def _imported_message(message: dict, run_id: str, index: int) -> dict:
     if status == "interrupted" and reason is None:
         reason = "imported"
     agent = message.get("agent") if isinstance(message.get("agent"), dict) else None
-    return {
+    imported = {
         "id": f"{run_id}-assistant", "role": "assistant", "run_id": run_id, "status": status, "text": text,
         "reasoning": reasoning if isinstance(reasoning, str) else "", "tool_calls": tool_calls,
         "agent": agent, "error": error, "reason": reason, "usage": None,
         "created_at": created_at, "finished_at": _number(message.get("finished_at")),
         "cursor": f"{run_id}:0",
     }
+    for field, value_field in (("approvals", "choice"), ("questions", "answer")):
+        requests = [_imported_request(item, value_field) for item in message.get(field) or () if isinstance(item, dict)]
+        if requests:
+            imported[field] = requests
+    return imported
+
+
+def _imported_request(item: dict, value_field: str) -> dict:
+    """An approval or question as the fold shows it; one still pending can never be
+    answered here (no run is behind it)."""
+    request = {key: (item.get(key) if isinstance(item.get(key), str) else None)
+               for key in ("id", "call_id", "title", "detail", "question", "by", value_field)
+               if key in item or key in ("id", "by", value_field)}
+    request["choices"] = [choice for choice in item.get("choices") or () if isinstance(choice, str)]
+    request["status"] = "resolved" if item.get("status") == "resolved" else "expired"
+    return request
 
 
 def _number(value):

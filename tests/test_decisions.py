@@ -209,3 +209,26 @@ def test_a_finished_run_is_answered_from_its_folded_journal():
     with pytest.raises(DecisionNotFound):
         settled_in_view(assistant, "approval", "q_b")
     assert [item["status"] for item in assistant["approvals"] + assistant["questions"]] == ["resolved", "expired"]
+
+
+def test_exports_carry_what_was_decided_and_imports_keep_it_unanswerable():
+    from hermes_web.export import export_markdown, import_messages
+
+    records = [
+        {"type": "run.started", "run_id": "r1", "session_id": "s1", "user": {"text": "clean up"}, "agent": {"name": "hermes"}},
+        {"type": "approval.requested", "approval_id": "apr_a", "call_id": "c1", "title": "recursive delete",
+         "detail": "rm -rf build/", "choices": ["once", "deny"]},
+        {"type": "approval.resolved", "approval_id": "apr_a", "choice": "deny", "by": "user"},
+        {"type": "question.asked", "question_id": "q_b", "question": "Which target?", "choices": ["staging", "prod"]},
+        {"type": "run.interrupted", "reason": "process died"},
+    ]
+    messages = fold([(record, n) for n, record in enumerate(records, 1)])
+    markdown = export_markdown({"title": "t", "messages": messages})
+    assert "**Approval: recursive delete**: deny (by user)" in markdown and "rm -rf build/" in markdown
+    assert "**Question: Which target?**: expired" in markdown
+    _, imported = import_messages({"format": "hermes_web.session", "version": 1, "session": {"title": "t"},
+                                   "messages": messages}, "s2")
+    approval, question = imported[1]["approvals"][0], imported[1]["questions"][0]
+    assert (approval["id"], approval["choice"], approval["by"], approval["status"]) == ("apr_a", "deny", "user", "resolved")
+    assert approval["choices"] == ["once", "deny"] and approval["detail"] == "rm -rf build/"
+    assert (question["status"], question["answer"], question["choices"]) == ("expired", None, ["staging", "prod"])
