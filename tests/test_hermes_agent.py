@@ -57,10 +57,12 @@ def answer(text):
     return Stream(streams.openai_text([text]))
 
 
-def run_until(server, session_id, text, stop_at=(), timeout=90):
-    """Start a run and read its stream; ``stop_at``: record types to hand back before the end.
-    Yields ``(event, data)``; the caller drives the run (answers approvals) in between."""
-    run_id = server.start_run(session_id, text)["run_id"]
+def run_until(server, session_id, text, timeout=90, **fields):
+    """Start a run (``fields``: e.g. its agent) and read its stream: yields ``(run_id, event,
+    data)``; the caller drives the run (answers approvals) in between."""
+    status, body, _ = server.api("POST", f"/api/sessions/{session_id}/runs", {"text": text, **fields})
+    assert status == 202, body
+    run_id = body["run_id"]
     client = SseClient(server.url, f"/api/runs/{run_id}/events", timeout=timeout)
     try:
         for _, event, data in client.records():
@@ -224,6 +226,34 @@ def test_an_unanswered_approval_times_out_as_deny_and_the_command_never_runs(tmp
     finally:
         server.stop(sig=signal.SIGTERM)
     wait_until(lambda: exited(spare), what="the spare to exit")
+
+
+def test_hermes_own_configuration_is_used_when_nothing_overrides_it(tmp_path_factory, provider):
+    home = tmp_path_factory.mktemp("configured-hermes-home")
+    (home / "config.yaml").write_text(
+        "model:\n  default: fake-model\n  provider: custom\n"
+        f"  base_url: {provider.url}\n  api_key: sk-from-hermes-config-0123456789abcdef\n"
+        "approvals:\n  mode: manual\n")
+    server = ServerProcess(tmp_path_factory.mktemp("configured") / "var", env={
+        "HERMES_WEB_HERMES_PYTHON": hermes_env(provider, home)["HERMES_WEB_HERMES_PYTHON"], "HERMES_HOME": str(home),
+    }).start(timeout=60)
+    try:
+        def hermes_model():
+            agents = server.api("GET", "/api/agents")[1]
+            return next(agent["model"] for agent in agents if agent["name"] == "hermes")
+
+        # The model Hermes is configured with, as soon as the first worker has said.
+        wait_until(lambda: hermes_model() == "fake-model", timeout=60, what="the configured model")
+        session_id = server.create_session()
+        text = provider.script(terminal_call("call_cfg", "echo configured > configured.txt"), answer("ok"))
+        events = list(run_until(server, session_id, text, agent="hermes"))
+        assert events[-1][1] == "run.completed" and events[0][2]["agent"] == {"name": "hermes", "model": "fake-model"}
+        assert (workspace(server, session_id) / "configured.txt").read_text() == "configured\n"
+        chat = [r for r in provider.requests if r["body"] in provider.requests_for(text)]
+        assert chat[0]["headers"]["Authorization"] == "Bearer sk-from-hermes-config-0123456789abcdef"
+        assert chat[0]["body"]["model"] == "fake-model"
+    finally:
+        server.stop()
 
 
 # ------------------------------------------------------------------ cancel, cooperation
