@@ -12,7 +12,6 @@ the ``HERMES_WEB_HERMES_*`` settings say otherwise. Details: docs/agents.md.
 
 import dataclasses
 import importlib.util
-import logging
 import os
 import re
 import subprocess
@@ -25,8 +24,6 @@ from hermes_web.agents.hermes_workers import ENDED, NOTHING, Worker, WorkerPool,
 from hermes_web.fsutil import ensure_dir
 from hermes_web.ids import is_valid_id, new_call_id
 from hermes_web.uploads import UnknownAttachment
-
-log = logging.getLogger(__name__)
 
 AGENT_NAME = "hermes"
 # How often a run looks at its cancel flag while Hermes works (the Agent contract: 100 ms).
