@@ -71,7 +71,10 @@ export class SessionStream {
       this.handlers.onRecord(event.lastEventId, record);
     };
     for (const type of RECORD_TYPES) source.addEventListener(type, onRecord);
-    source.addEventListener("message", onRecord); // records of types this page does not know
+    // EventSource hands a named event only to listeners of that name: a record type missing
+    // from RECORD_TYPES never reaches the page. The server names an event "message" only
+    // when a type could not be a frame's event name.
+    source.addEventListener("message", onRecord);
     for (const type of ["session.updated", "session.deleted"]) {
       source.addEventListener(type, (event) => {
         if (source !== this.source) return;
