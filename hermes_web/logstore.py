@@ -53,6 +53,11 @@ class StoreFull(Exception):
     before giving up), so a run that cannot continue still ends saying why."""
 
 
+class OwnershipLost(Exception):
+    """A writer's run was ended by another server (its owner was taken for dead: a lease
+    that lapsed) or removed; nothing more can be appended."""
+
+
 class RunWriter(Protocol):
     """The single owner of one run's log."""
 

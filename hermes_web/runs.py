@@ -12,7 +12,7 @@ import time
 from hermes_web.agents import AgentRequest, RunSettings, UnknownAgent
 from hermes_web.ids import new_run_id
 from hermes_web.codec import decode_record
-from hermes_web.logstore import LogExists, LogNotFound, StoreFull, StoreUnavailable, is_terminal
+from hermes_web.logstore import LogExists, LogNotFound, OwnershipLost, StoreFull, StoreUnavailable, is_terminal
 from hermes_web.records import bound_record
 from hermes_web.store import Damaged, NotFound
 
@@ -324,6 +324,9 @@ class RunManager:
             run.finishing = True
             for record in filters.process(terminal):
                 run.writer.append(record, durable=True)
+        except (StoreUnavailable, OwnershipLost) as error:
+            # The store's own recovery ends the run (run.interrupted once the lease lapses).
+            log.warning("run %s: could not write its terminal record: %s", run.run_id, error)
         except Exception:
             log.exception("run %s: could not write its terminal record", run.run_id)
         finally:

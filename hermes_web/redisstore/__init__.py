@@ -41,7 +41,7 @@ def durability_warnings(client, policy: str) -> list:
     try:
         settings = {}
         for name in ("appendonly", "appendfsync"):
-            settings.update({key.decode(): value.decode() for key, value in client.config_get(name).items()})
+            settings.update({_text(key): _text(value) for key, value in client.config_get(name).items()})
     except redis.RedisError as error:
         if is_unavailable(error):
             return ["Redis cannot be reached yet: its persistence settings were not checked"]
@@ -57,3 +57,7 @@ def durability_warnings(client, policy: str) -> list:
         return ["Redis has appendfsync no: the OS decides when records reach the disk (about 30 s); "
                 "set appendfsync everysec or always"]
     return []
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -27,6 +27,7 @@ from hermes_web.logstore import (
     REMOTE_LIVENESS_SECONDS,
     LogExists,
     LogNotFound,
+    OwnershipLost,
     StoreUnavailable,
     is_terminal,
 )
@@ -44,10 +45,6 @@ LIVENESS_CACHE_SECONDS = 0.25
 SESSION_LOCK_SECONDS = 60.0
 SESSION_LOCK_WAIT_SECONDS = 30.0
 CANCEL_REQUEST_SECONDS = 3600
-
-
-class OwnershipLost(Exception):
-    """This writer's run was ended by another server (its lease lapsed), or removed."""
 
 
 class RedisLogStore:
