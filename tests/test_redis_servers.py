@@ -5,14 +5,17 @@ and the upload directory, as behind a load balancer.
 """
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 from tests.redis_server import RedisServer, require_redis_server
-from tests.support import SseClient, request
+from tests.support import ROOT, SseClient, request
 
 LEASE_SECONDS = 1.5
 WAIT = 20.0
@@ -201,6 +204,30 @@ def test_cancel_works_from_the_server_that_does_not_own_the_run(cluster):
     assert status == 204
     assert owner.api("GET", f"/api/sessions/{session_id}")[0] == 404
     assert owner.api("GET", f"/api/runs/{run_id}")[0] == 404
+
+
+def test_compaction_while_servers_run_keeps_every_view(cluster, redis_server, tmp_path):
+    one, two = cluster("one"), cluster("two")
+    session_id = one.create_session()
+    first, frames = one.run_to_end(session_id, "before compaction")
+    views = [server.api("GET", f"/api/sessions/{session_id}")[1] for server in (one, two)]
+    result = subprocess.run([sys.executable, "-m", "hermes_web", "compact", "--older-than", "0",
+                             "--data-dir", str(tmp_path / "compactor")], cwd=ROOT,
+                            env={**os.environ, "HERMES_WEB_STORE": redis_server.url},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and f"compacted {first}" in result.stdout, result.stdout + result.stderr
+    for server, before in zip((one, two), views):
+        assert server.api("GET", f"/api/sessions/{session_id}")[1] == before
+        assert server.api("GET", f"/api/runs/{first}/journal")[0] == 410  # folded into the transcript
+    # A session stream from the compacted run's cursor goes on with the runs after it.
+    live = []
+    follower = threading.Thread(target=stream, args=(two, f"/api/sessions/{session_id}/events"),
+                                kwargs={"last_event_id": frames[-1][0], "until": ended, "into": live})
+    follower.start()
+    time.sleep(0.3)
+    second = one.start_run(session_id, "after compaction")["run_id"]
+    follower.join(WAIT)
+    assert live and all(frame[0].startswith(second) for frame in live) and live[-1][1] == "run.completed"
 
 
 def test_an_upload_on_one_server_is_served_by_another(cluster):
