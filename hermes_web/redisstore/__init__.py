@@ -33,30 +33,34 @@ def open_stores(config, durability, beacons=None) -> RedisStores:
 
 
 def durability_warnings(client, policy: str) -> list:
-    """How Redis's persistence falls short of ``HERMES_WEB_FSYNC`` (docs/redis.md):
-    ``record`` needs ``appendfsync always``; ``interval`` and ``terminal`` need an
-    append-only file synced at least every second."""
+    """How Redis's settings fall short of ``HERMES_WEB_FSYNC`` (docs/redis.md): ``record``
+    needs ``appendfsync always``; ``interval`` and ``terminal`` an append-only file synced
+    at least every second; and Redis must never evict keys to make room."""
     import redis
 
     try:
         settings = {}
-        for name in ("appendonly", "appendfsync"):
+        for name in ("appendonly", "appendfsync", "maxmemory-policy"):
             settings.update({_text(key): _text(value) for key, value in client.config_get(name).items()})
     except redis.RedisError as error:
         if is_unavailable(error):
             return ["Redis cannot be reached yet: its persistence settings were not checked"]
         return ["Redis does not let CONFIG GET show its persistence settings: check them by hand (docs/redis.md)"]
-    if settings.get("appendonly") != "yes":
-        return ["Redis keeps no append-only file (appendonly no): a Redis restart loses every record "
-                "since its last snapshot; set appendonly yes (docs/redis.md)"]
+    warnings = []
+    if settings.get("maxmemory-policy", "noeviction") != "noeviction":
+        warnings.append(f"Redis has maxmemory-policy {settings['maxmemory-policy']}: it may evict run logs and "
+                        "sessions when memory is full; set maxmemory-policy noeviction (writes then fail with 503)")
     fsync = settings.get("appendfsync")
-    if policy == "record" and fsync != "always":
-        return [f"HERMES_WEB_FSYNC=record asks for every record on disk, but Redis has appendfsync {fsync}: "
-                "set appendfsync always, or HERMES_WEB_FSYNC=interval"]
-    if fsync == "no":
-        return ["Redis has appendfsync no: the OS decides when records reach the disk (about 30 s); "
-                "set appendfsync everysec or always"]
-    return []
+    if settings.get("appendonly") != "yes":
+        warnings.append("Redis keeps no append-only file (appendonly no): a Redis restart loses every record "
+                        "since its last snapshot; set appendonly yes (docs/redis.md)")
+    elif policy == "record" and fsync != "always":
+        warnings.append(f"HERMES_WEB_FSYNC=record asks for every record on disk, but Redis has appendfsync {fsync}: "
+                        "set appendfsync always, or HERMES_WEB_FSYNC=interval")
+    elif fsync == "no":
+        warnings.append("Redis has appendfsync no: the OS decides when records reach the disk (about 30 s); "
+                        "set appendfsync everysec or always")
+    return warnings
 
 
 def _text(value) -> str:

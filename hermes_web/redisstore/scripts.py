@@ -29,9 +29,9 @@ return offset
 # KEYS: run, log, lease, unfinished
 # ARGV: token, expected, line, type, is_terminal, lease_ms, channel, message, run_id
 APPEND = """
-local committed = redis.call('HGET', KEYS[1], 'committed')
-if not committed then return {'missing', 0} end
-committed = tonumber(committed)
+local state = redis.call('HMGET', KEYS[1], 'committed', 'terminal')
+if not state[1] then return {'missing', 0} end
+local committed = tonumber(state[1])
 local expected = tonumber(ARGV[2])
 local offset = expected + string.len(ARGV[3]) + 1
 if committed ~= expected then
@@ -41,7 +41,7 @@ if committed ~= expected then
   end
   return {'conflict', committed}
 end
-if redis.call('HGET', KEYS[1], 'terminal') ~= '' then return {'ended', committed} end
+if state[2] ~= '' then return {'ended', committed} end
 local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[1] then return {'lost', committed} end
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[6])
