@@ -13,6 +13,7 @@ from hermes_web.compaction import Options
 from hermes_web.config import Config
 from hermes_web.ids import new_run_id
 from hermes_web.journal import Durability
+from hermes_web.logstore import LogNotFound
 from hermes_web.redisstore import open_stores
 from hermes_web.redisstore.client import KEYS
 from hermes_web.redisstore.compaction import compact
@@ -120,3 +121,17 @@ def test_the_compact_command_picks_the_store_from_the_environment(stores, redis_
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"compacted {run_id}" in result.stdout
     assert stores.transcripts.read(session_id).assistant(run_id)["text"] == "answer to from the command line"
+
+
+def test_a_reader_whose_log_is_compacted_away_is_told_so(stores):
+    session_id = stores.metadata.create("s5")["id"]
+    run_id, _ = finished_run(stores, session_id, "gone soon")
+    log = stores.logs.open(run_id)
+    assert log.read(0)
+    assert run(stores)[0] == 0
+    with pytest.raises(LogNotFound):
+        log.read(0)  # never an endless empty read
+    with pytest.raises(LogNotFound):
+        log.tail()
+    views = SessionViews(stores.logs, stores.transcripts, stores.metadata)
+    assert views.view(session_id)["messages"][1]["text"] == "answer to gone soon"

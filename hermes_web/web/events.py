@@ -52,6 +52,14 @@ def _checked_offset(run_log, offset: int):
 def run_events(run_id):
     run_log = _open_live(run_id)
     try:
+        return _run_events(run_id, run_log)
+    except LogNotFound:
+        # A shared store's log can be compacted between opening and reading it.
+        raise _compacted(locate_run(run_id)) from None
+
+
+def _run_events(run_id: str, run_log):
+    try:
         cursor = requested_cursor(default_run_id=run_id)
         offset = 0
         if cursor is not None:
@@ -82,11 +90,15 @@ def session_events(session_id):
     except LogNotFound:
         run_log = None
     if run_log is not None:
-        with run_log:
-            committed, last = _checked_offset(run_log, offset)
-        # At the end of a finished run the stream goes on with the next run (never 204 here).
-        finished = offset == committed and is_terminal(last)
-        return _stream_response(streams.session_stream(session_id, run_id, offset, run_finished=finished))
+        try:
+            with run_log:
+                committed, last = _checked_offset(run_log, offset)
+        except LogNotFound:
+            pass  # a shared store's log compacted meanwhile: the transcript has the run
+        else:
+            # At the end of a finished run the stream goes on with the next run (never 204 here).
+            finished = offset == committed and is_terminal(last)
+            return _stream_response(streams.session_stream(session_id, run_id, offset, run_finished=finished))
     if run_id in service("transcripts").read(session_id).by_run:
         return _stream_response(streams.session_stream(session_id, run_id, 0, run_finished=True))
     raise ApiError(400, "invalid_cursor", "cursor names a run that is not in this session")
@@ -100,8 +112,11 @@ def run_journal(run_id):
         raise ApiError(400, "invalid_offset", "offset must be a non-negative integer")
     offset = int(raw_offset)
     with _open_live(run_id) as run_log:
-        _checked_offset(run_log, offset)
-        lines = run_log.read(offset, MAX_JOURNAL_RESPONSE_BYTES)
+        try:
+            _checked_offset(run_log, offset)
+            lines = run_log.read(offset, MAX_JOURNAL_RESPONSE_BYTES)
+        except LogNotFound:
+            raise _compacted(locate_run(run_id)) from None
     redaction = service("redaction")
     redact = redaction.line if redaction.on_read else (lambda line: line)
     body = b"".join(redact(line) + b"\n" for line, _ in lines)
