@@ -43,8 +43,12 @@ if committed ~= expected then
 end
 if state[2] ~= '' then return {'ended', committed} end
 local holder = redis.call('GET', KEYS[3])
-if holder and holder ~= ARGV[1] then return {'lost', committed} end
-redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[6])
+if not holder then
+  -- lapsed while nobody ended the run (the owner was only slow): take it back
+  redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[6])
+elseif holder ~= ARGV[1] then
+  return {'lost', committed}
+end
 redis.call('XADD', KEYS[2], offset .. '-0', 'l', ARGV[3])
 if ARGV[5] == '1' then
   redis.call('HSET', KEYS[1], 'committed', offset, 'terminal', ARGV[4])
