@@ -135,3 +135,24 @@ def test_a_reader_whose_log_is_compacted_away_is_told_so(stores):
         log.tail()
     views = SessionViews(stores.logs, stores.transcripts, stores.metadata)
     assert views.view(session_id)["messages"][1]["text"] == "answer to gone soon"
+
+
+def test_a_run_with_a_damaged_line_stays_unless_salvaged(stores):
+    session_id = stores.metadata.create("s6")["id"]
+    run_id, writer = finished_run(stores, session_id, "damaged", terminal=None)
+    # A line that is not a record, stored as it came (bit rot in Redis, a hand edit).
+    offset = writer.offset + len(b"not json") + 1
+    stores.logs.client.xadd(KEYS.log(run_id), {"l": b"not json"}, id=f"{offset}-0")
+    stores.logs.client.hset(KEYS.run(run_id), "committed", offset)
+    writer.offset = offset
+    writer.append(COMPLETED, durable=True)
+    writer.close()
+
+    code, out = run(stores, mode="delete")
+    assert code == 1 and "1 damaged line(s)" in out
+    assert stores.logs.runs(session_id) == [run_id]
+    code, out = run(stores, mode="delete", salvage=True)
+    assert code == 0 and "salvaged" in out, out
+    assert stores.transcripts.read(session_id).assistant(run_id)["damaged"] == 1
+    archived = gzip.decompress(stores.logs.client.hget(KEYS.archive(session_id), run_id))
+    assert b"\nnot json\n" in archived  # kept, also under --delete

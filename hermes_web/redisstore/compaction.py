@@ -10,7 +10,9 @@ in its log at every instant, never both and never neither. A run already in the
 transcript is never added again, so a pass that died anywhere is finished by the next.
 
 ``--archive`` (the default) keeps each removed run's journal, gzipped, in the session's
-archive hash in Redis (``--keep-archives`` prunes them); ``--delete`` keeps nothing.
+archive hash in Redis (``--keep-archives`` prunes them); ``--delete`` keeps nothing. A run
+with damaged lines (PROTOCOL 1.4) stops the prefix unless ``--salvage``, which folds what
+decodes and keeps its journal in the archive, also under ``--delete``.
 """
 
 import gzip
@@ -103,8 +105,8 @@ def _pass(stores, options: Options, say, now: float) -> int:
     say(f"{'dry run, would have:' if options.dry_run else 'done:'} {report.sessions} session(s) with work, "
         f"{report.compacted} run(s) compacted, {report.finished} leftover log(s) retired, {report.skipped} skipped, "
         f"{format_bytes(report.bytes_removed)} of logs removed, {format_bytes(report.bytes_archived)} archived, "
-        f"{report.archives_pruned} archive(s) pruned, {report.errors} error(s)")
-    return 1 if report.errors else 0
+        f"{report.archives_pruned} archive(s) pruned, {report.damaged} damaged run(s) left, {report.errors} error(s)")
+    return 1 if report.errors or report.damaged else 0
 
 
 def compact_session(stores, session_id: str, options: Options, report: Report, say, now: float) -> None:
@@ -114,7 +116,7 @@ def compact_session(stores, session_id: str, options: Options, report: Report, s
         return  # deleted meanwhile
     transcript = stores.transcripts.read(session_id)
     if transcript.damaged:
-        report.errors += 1
+        report.damaged += 1
         say(f"error: session {session_id}: its transcript has {transcript.damaged} damaged line(s); session left alone")
         return
     compacted = set(transcript.by_run)
@@ -132,7 +134,7 @@ def compact_session(stores, session_id: str, options: Options, report: Report, s
             say(f"  would {'recover and ' if run_id in plan.recover else ''}compact {run_id}")
         report.compacted += len(plan.fold)
         return
-    lines, journals, folded = [], {}, []
+    lines, journals, folded, salvaged = [], {}, [], set()
     for run_id in plan.fold:
         if run_id in plan.recover:
             if logs.interrupt(session_id, run_id) == "locked":
@@ -145,21 +147,28 @@ def compact_session(stores, session_id: str, options: Options, report: Report, s
             report.errors += 1
             say(f"error: {run_id}: its log is not a finished run; it and later runs stay")
             break
+        if fold.damaged:
+            if not options.salvage:
+                report.damaged += 1
+                say(f"error: {run_id}: {fold.damaged} damaged line(s); it and later runs stay "
+                    "(--salvage folds what decodes and keeps the journal in the archive)")
+                break
+            salvaged.add(run_id)
         lines.extend(encode_line(message) for message in fold.messages())
         journals[run_id] = journal
         folded.append(run_id)
     for run_id in plan.finish:
         journals.setdefault(run_id, b"")  # already folded: only the log is left to remove
-    archives = {}
-    if options.mode == "archive":
-        archives = {run_id: gzip.compress(journal) for run_id, journal in journals.items() if journal}
+    # A salvaged run's damaged lines stay in its archive, also under --delete.
+    archives = {run_id: gzip.compress(journal) for run_id, journal in journals.items()
+                if journal and (options.mode == "archive" or run_id in salvaged)}
     _commit(logs, session_id, lines, list(journals), archives, now)
     report.compacted += len(folded)
     report.finished += len(plan.finish)
     report.bytes_removed += sum(len(journal) for journal in journals.values())
     report.bytes_archived += sum(len(archive) for archive in archives.values())
     for run_id in folded:
-        say(f"  compacted {run_id}")
+        say(f"  compacted {run_id}{' (salvaged: its damaged lines stay in the archive)' if run_id in salvaged else ''}")
     for run_id in plan.finish:
         say(f"  retired the log of {run_id} (already in the transcript)")
 
