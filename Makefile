@@ -11,12 +11,14 @@ HERMES_VENV := .venv-hermes
 HERMES_STAMP := $(HERMES_VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test deps run-deps test-deps hermes-deps browser-deps dist bench clean
+REDIS_SERVER := /usr/bin/redis-server
+
+.PHONY: run test deps run-deps test-deps hermes-deps browser-deps redis-deps dist bench clean
 
 run: run-deps
 	$(PY) -m hermes_web serve
 
-test: test-deps browser-deps hermes-deps
+test: test-deps browser-deps redis-deps hermes-deps
 	$(PY) -m pytest -q
 
 run-deps: $(RUN_STAMP) node_modules/.installed
@@ -58,12 +60,20 @@ browser-deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
 
+# Debian's redis-server for the shared-store tests (each test run starts its own on a
+# free port; the package's system service is not used).
+redis-deps:
+	@test -x $(REDIS_SERVER) || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+
 # The sdist and the wheel built from it (both carry the UI), in dist/.
 dist: test-deps
 	$(PY) -m build --outdir dist .
 
 # Every benchmark runs; the target fails if any missed its goal (each exits non-zero then).
-bench: deps
+bench: deps redis-deps
 	@failed=""; for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || failed="$$failed $$f"; done; \
 	if [ -n "$$failed" ]; then echo "goals missed by:$$failed"; exit 1; fi
 

@@ -8,7 +8,9 @@ from flask import Flask
 from hermes_web.agents import build_agents
 from hermes_web.config import Config
 from hermes_web.filestore import FileLogStore
+from hermes_web.fsutil import ensure_dir
 from hermes_web.journal import Durability
+from hermes_web.logstore import StoreUnavailable
 from hermes_web.record_redaction import RecordRedaction
 from hermes_web.redact import Redactor
 from hermes_web.runs import RunManager
@@ -32,20 +34,19 @@ def create_app(config: Config = None, offload=None) -> Flask:
     app.json = JournalJSONProvider(app)
     register(app, "config", config)
 
-    data_dir = DataDir(config.data_dir).create()
+    data_dir = DataDir(config.data_dir, config.uploads_dir).create()
     register(app, "data_dir", data_dir)
     durability = Durability(config.fsync_policy, config.fsync_interval, offload)
-    logs = FileLogStore(data_dir, durability).open_index()
+    logs, metadata, transcripts = _open_stores(config, data_dir, durability)
     register(app, "logs", logs)
-    metadata = SessionStore(data_dir)
-    transcripts = TranscriptStore(data_dir)
     register(app, "transcripts", transcripts)
     redaction = RecordRedaction(Redactor(config.known_secrets), at_rest=config.redact_at_rest)
     register(app, "redaction", redaction)
 
     views = SessionViews(logs, transcripts, metadata)
     register(app, "views", views)
-    search = SearchIndex(logs.index_root / "search.sqlite", redaction.text)
+    # Local to each server, also with a shared store (docs/redis.md).
+    search = SearchIndex(ensure_dir(data_dir.root / "index") / "search.sqlite", redaction.text)
     search.init_app(app)
     streams = Streams(logs, metadata, redaction, config)
     streams.init_app(app)
@@ -59,9 +60,19 @@ def create_app(config: Config = None, offload=None) -> Flask:
     sessions = Sessions(metadata, logs, transcripts, runs, views, streams, data_dir, search)
     sessions.init_app(app)
 
-    recovered = logs.recover_unfinished()
+    try:
+        recovered = logs.recover_unfinished()
+    except StoreUnavailable as error:
+        # Answer 503s until the store is back rather than not start: the store's own
+        # background work finishes what start-up could not.
+        log.warning("%s; requests get 503 store_unavailable until it answers", error)
+        recovered = 0
     if recovered:
         log.warning("recovered %d interrupted run(s)", recovered)
+    if config.store_url:
+        from hermes_web.redisstore.search_feed import SearchFeed
+
+        SearchFeed(search, sessions, views).follow(logs.notifier)
     if search.needs_build():
         # An older data dir (or a deleted index): index what it holds, in the background.
         threading.Thread(target=_build_search, args=(search, sessions, views), name="search-index", daemon=True).start()
@@ -79,6 +90,20 @@ def create_app(config: Config = None, offload=None) -> Flask:
     app.register_blueprint(uploads.blueprint)
     app.register_blueprint(ui.blueprint)
     return app
+
+
+def _open_stores(config, data_dir, durability):
+    """``(logs, metadata, transcripts)``: the data dir's files, or the shared Redis of
+    ``HERMES_WEB_STORE``."""
+    if not config.store_url:
+        return FileLogStore(data_dir, durability).open_index(), SessionStore(data_dir), TranscriptStore(data_dir)
+    from hermes_web.redisstore import durability_warnings, open_stores
+
+    stores = open_stores(config, durability)
+    for warning in durability_warnings(stores.logs.client, config.fsync_policy):
+        log.warning("%s", warning)
+    stores.logs.start()
+    return stores.logs, stores.metadata, stores.transcripts
 
 
 def _build_search(search, sessions, views) -> None:

@@ -135,6 +135,10 @@ def run_from_cli(config, args) -> int:
     if options.session_id is not None and not is_valid_id(options.session_id):
         print(f"hermes-web compact: invalid session id {options.session_id!r}", file=sys.stderr)
         return 2
+    if config.store_url:
+        from hermes_web.redisstore import compaction as redis_compaction
+
+        return redis_compaction.run_from_cli(config, options)
     return compact(DataDir(config.data_dir), options)
 
 

@@ -89,6 +89,15 @@ class Config:
     max_connections: int = 0  # 0: derived from the open-file limit
     max_connections_per_client: int = 128
     max_streams_per_client: int = 64
+    # Where sessions and run logs live: empty for the data dir's files, or a Redis URL
+    # (redis://host:port/db) shared by several servers (docs/redis.md). Not in repr: it
+    # may carry a password.
+    store_url: str = dataclasses.field(default="", repr=False)
+    # The upload root; None for <data dir>/uploads. Servers sharing a store share it.
+    uploads_dir: Path = None
+    # How long a Redis-stored run outlives its owner's last renewal before another server
+    # ends it with run.interrupted.
+    redis_lease_seconds: float = 10.0
 
     def __post_init__(self):
         if self.fsync_policy not in FSYNC_POLICIES:
@@ -116,6 +125,14 @@ class Config:
         if self.max_connections < 0:
             raise ConfigError("HERMES_WEB_MAX_CONNECTIONS must be 0 (from the open-file limit) or positive")
         object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.uploads_dir is not None:
+            object.__setattr__(self, "uploads_dir", Path(self.uploads_dir))
+        if self.store_url and not _is_store_url(self.store_url):
+            # The value is not echoed: a URL may carry a password.
+            raise ConfigError("HERMES_WEB_STORE must be empty (local files) or a Redis URL: "
+                              "redis://host:port/db, rediss://... (TLS) or unix:///path/redis.sock")
+        if not 0.5 <= self.redis_lease_seconds <= 300:
+            raise ConfigError("HERMES_WEB_REDIS_LEASE_S must be in 0.5..300")
         names = [endpoint.name for endpoint in self.agent_endpoints()]
         if len(set(names)) != len(names):
             raise ConfigError(f"agent {ENV_AGENT_NAME!r} is set by HERMES_WEB_OPENAI_BASE_URL and by {self.agents_file}: "
@@ -186,6 +203,9 @@ class Config:
             "HERMES_WEB_HERMES_API_KEY": ("hermes_api_key", str),
             "HERMES_WEB_HERMES_TOOLSETS": ("hermes_toolsets", _parse_list),
             "HERMES_WEB_HERMES_PASS_ENV": ("hermes_pass_env", _parse_list),
+            "HERMES_WEB_STORE": ("store_url", str),
+            "HERMES_WEB_UPLOADS_DIR": ("uploads_dir", Path),
+            "HERMES_WEB_REDIS_LEASE_S": ("redis_lease_seconds", _parse_number),
         }
         for name, (field, parse) in readers.items():
             raw = env.get(name)
@@ -261,6 +281,17 @@ def _parse_number(raw: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError("not a finite number")
     return value
+
+
+def _is_store_url(url: str) -> bool:
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # raises ValueError on a malformed port
+    except ValueError:
+        return False
+    if parsed.scheme == "unix":
+        return bool(parsed.path)
+    return parsed.scheme in ("redis", "rediss") and bool(parsed.hostname)
 
 
 def _is_http_url(url: str) -> bool:

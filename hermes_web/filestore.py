@@ -341,6 +341,10 @@ class FileLogStore:
         shutil.rmtree(self.data_dir.journals_dir(session_id), ignore_errors=True)
         self._listings.pop(session_id, None)
 
+    def request_cancel(self, run_id: str, by: str) -> bool:
+        """A run another process writes cannot be reached from here."""
+        return False
+
     # ------------------------------------------------------------ wake-ups
 
     def journal_changed(self, session_id: str, run_id: str) -> "_JournalChanged":

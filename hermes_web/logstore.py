@@ -17,6 +17,12 @@ The contract, which ``tests/test_logstore_contract.py`` holds every implementati
   ``is_cursor`` is PROTOCOL 1.2's validity test; ``tail`` is ``(committed, last record)``.
 - A run whose owner died is finished (``run.interrupted``) by the first reader that notices,
   exactly once: :meth:`RunLog.settle` is that one place.
+- ``request_cancel`` asks the owner of a run, wherever it runs, to cancel it. A store that
+  can reach other processes' runs (Redis) delivers the request to the owner's
+  ``RunWriter.on_cancel`` and answers True; the file store answers False (a run written by
+  another process cannot be asked to stop, and the API says 409 ``run_active_elsewhere``).
+- A store that cannot be reached raises :class:`StoreUnavailable` (the API answers 503
+  ``store_unavailable``); it recovers by itself once the store answers again.
 """
 
 from typing import Iterator, Optional, Protocol
@@ -47,12 +53,20 @@ class StoreFull(Exception):
     before giving up), so a run that cannot continue still ends saying why."""
 
 
+class OwnershipLost(Exception):
+    """A writer's run was ended by another server (its owner was taken for dead: a lease
+    that lapsed) or removed; nothing more can be appended."""
+
+
 class RunWriter(Protocol):
     """The single owner of one run's log."""
 
     run_id: str
     session_id: str
     offset: int  # the committed end: where the next record will start
+    # Set by the run's manager: called with ``by`` (from another thread) when a cancel
+    # request for this run arrives from another server. Never called by the file store.
+    on_cancel = None
 
     def append(self, record: dict, durable: bool = False) -> int:
         """Append one record; return the new committed offset."""
@@ -82,6 +96,11 @@ class RunLog(Protocol):
 
     def owner_alive(self) -> bool:
         """True while some server process owns (writes) the run."""
+
+    def recover(self) -> str:
+        """Finish the run now if its owner died: ``"recovered"`` (``run.interrupted`` was
+        appended), ``"terminal"`` (already finished), ``"locked"`` (its owner lives) or
+        ``"failed"`` (the store could not be written)."""
 
     def settle(self) -> float:
         """Finish the run if its owner died; return how long a tailer may sleep before
@@ -130,3 +149,8 @@ class LogStore(Protocol):
 
     def delete_session(self, session_id: str, run_ids=()) -> None:
         """Remove the session's logs and index entries (``run_ids``: its compacted runs)."""
+
+    def request_cancel(self, run_id: str, by: str) -> bool:
+        """Ask the live owner of ``run_id`` (another process) to cancel it; True when the
+        request was passed on (the owner then writes ``run.cancelled``), False when this
+        store cannot reach the owner."""

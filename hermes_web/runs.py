@@ -12,7 +12,8 @@ import time
 from hermes_web.agents import AgentRequest, RunSettings, UnknownAgent
 from hermes_web.decisions import DEFAULT_TIMEOUT_SECONDS, RunDecisions, settled_in_view
 from hermes_web.ids import new_run_id
-from hermes_web.logstore import LogExists, LogNotFound, StoreFull, is_terminal
+from hermes_web.codec import decode_record
+from hermes_web.logstore import LogExists, LogNotFound, OwnershipLost, StoreFull, StoreUnavailable, is_terminal
 from hermes_web.records import bound_record
 from hermes_web.store import Damaged, NotFound
 
@@ -210,6 +211,7 @@ class RunManager:
                 raise RunConflict(run_id) from None
             run = _Run(run_id, session_id, writer)
             run.decisions = RunDecisions(lambda record: self._append(run, filters, record), run.cancel, self.decision_timeout)
+            writer.on_cancel = lambda by, run=run: self._request_local_cancel(run, by)
             self._runs[run_id] = run
             self._by_session[session_id] = run_id
         # From here on the run exists: any failure before its thread runs still ends it.
@@ -247,25 +249,32 @@ class RunManager:
         return {"run_id": run_id, "cursor": f"{run_id}:0"}
 
     def cancel(self, run_id: str, by: str = "user") -> None:
-        """Ask a local run to stop and wait (bounded) until its terminal record is written.
+        """Ask a run to stop and wait (bounded) until its terminal record is written.
 
+        A local run is told directly; another process's run through the store
+        (``LogStore.request_cancel``), RunNotOwned when the store cannot reach it.
         Idempotent: cancelling a finished run does nothing. A dead run is finished.
         """
         run = self._runs.get(run_id)
         if run is not None:
-            if run.cancelled_by is None:
-                run.cancelled_by = by
-            run.cancel.set()
+            self._request_local_cancel(run, by)
             run.done.wait(CANCEL_WAIT_SECONDS)
             return
         try:
             with self.logs.open(run_id) as run_log:
-                _, last = run_log.tail()
+                committed, last = run_log.tail()
                 if is_terminal(last) or not run_log.owner_alive():
                     return
+                if not self.logs.request_cancel(run_id, by):
+                    raise RunNotOwned(run_id)
+                _wait_for_end(run_log, committed, CANCEL_WAIT_SECONDS)
         except LogNotFound:
             return
-        raise RunNotOwned(run_id)
+
+    def _request_local_cancel(self, run: _Run, by: str) -> None:
+        if run.cancelled_by is None:
+            run.cancelled_by = by
+        run.cancel.set()
 
     def answer(self, run_id: str, kind: str, decision_id: str, value) -> dict:
         """Settle a pending approval or question of a run with a person's answer; its settling
@@ -347,6 +356,9 @@ class RunManager:
             run.finishing = True
             for record in filters.process(terminal):
                 run.writer.append(record, durable=True)
+        except (StoreUnavailable, OwnershipLost) as error:
+            # The store's own recovery ends the run (run.interrupted once the lease lapses).
+            log.warning("run %s: could not write its terminal record: %s", run.run_id, error)
         except Exception:
             log.exception("run %s: could not write its terminal record", run.run_id)
         finally:
@@ -365,7 +377,7 @@ class RunManager:
     def _touch_session(self, session_id: str, **changes) -> None:
         try:
             self.sessions.update(session_id, **changes)
-        except (NotFound, Damaged, OSError):  # deleted or unreadable meanwhile
+        except (NotFound, Damaged, OSError, StoreUnavailable):  # deleted or unreadable meanwhile
             pass
 
     def _append(self, run: _Run, filters, event: dict) -> None:
@@ -391,3 +403,17 @@ class RunManager:
                     self.on_session_changed(run.session_id)
                     if self.search is not None:
                         self.search.add(run.session_id, "", "title", ready["title"], time.time())
+
+
+def _wait_for_end(run_log, offset: int, timeout: float) -> None:
+    """Follow ``run_log`` from ``offset`` until a terminal record or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line, end_offset in run_log.read(offset):
+            offset = end_offset
+            if is_terminal(decode_record(line)):
+                return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        run_log.wait(offset, min(remaining, 0.25))

@@ -66,14 +66,16 @@ class Sessions:
 
         Under the session lock, so a run cannot start and compaction cannot write the
         transcript while it goes (no resurrected data, no orphan journal). Its active run
-        is cancelled first; RunNotOwned when another process runs it and cannot be asked.
+        is cancelled first; RunNotOwned when another process runs it and cannot be asked
+        (or, asked, did not end in time).
         """
         with self.logs.session_lock(session_id):
             active = self.runs.active_run_id(session_id)
             if active is not None:
-                if not self.runs.is_local(active):
-                    raise RunNotOwned(active)
+                local = self.runs.is_local(active)
                 self.runs.cancel(active, by="delete")
+                if not local and self.runs.active_run_id(session_id) == active:
+                    raise RunNotOwned(active)
             try:
                 compacted = [run_id for run_id, _ in self.transcripts.read(session_id).runs]
             except OSError:

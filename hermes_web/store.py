@@ -21,8 +21,10 @@ class NotFound(LookupError):
 class DataDir:
     """Paths of the on-disk layout (PROTOCOL 1). Every id is validated before use."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, uploads_root: Path = None):
         self.root = Path(root)
+        # Elsewhere when several servers share one upload directory (HERMES_WEB_UPLOADS_DIR).
+        self._uploads_root = Path(uploads_root) if uploads_root is not None else None
 
     def create(self) -> "DataDir":
         """Create the layout's directories (0700), and make the data root itself private.
@@ -32,7 +34,8 @@ class DataDir:
         what = f"the data dir {self.root.absolute()}"
         hint = "; choose another with --data-dir or HERMES_WEB_DATA_DIR"
         try:
-            for directory in [self.root] + [self.root / sub for sub in LAYOUT_DIRS]:
+            directories = [self.root] + [self.root / sub for sub in LAYOUT_DIRS if sub != "uploads"]
+            for directory in directories + [self.uploads_root]:
                 ensure_dir(directory)
                 if directory == self.root and os.stat(self.root).st_mode & 0o077:
                     # A checkout's var/ arrives 0755: nobody else needs to list the sessions.
@@ -58,7 +61,7 @@ class DataDir:
 
     @property
     def uploads_root(self) -> Path:
-        return self.root / "uploads"
+        return self._uploads_root if self._uploads_root is not None else self.root / "uploads"
 
     @property
     def archive_root(self) -> Path:

@@ -13,12 +13,14 @@ import time
 from hermes_web import sse
 from hermes_web.codec import decode_record
 from hermes_web.fanout import Fanout, Subscription
-from hermes_web.logstore import LogNotFound
+from hermes_web.logstore import LogNotFound, StoreUnavailable
 from hermes_web.records import TERMINAL_TYPES
 from hermes_web.store import Damaged, NotFound
 
 # Frames read at this many recent offsets of a run are kept for the other viewers there.
 SHARED_READS_PER_RUN = 4
+# How often a stream retries a shared store that cannot be reached.
+STORE_RETRY_SECONDS = 0.5
 
 
 class Streams:
@@ -50,30 +52,41 @@ class Streams:
     def run_stream(self, session_id: str, run_id: str, offset: int, direct=None):
         """Frames of one run from ``offset`` through its terminal record. ``direct``: the
         connection's direct writer, when the server offers one (live delivery)."""
-        run_log = self.logs.open(run_id, session_id)  # opened when the response starts
+        yield sse.retry_frame(self.retry_ms)
+        try:
+            run_log = self.logs.open(run_id, session_id)  # opened when the response starts
+        except LogNotFound:
+            return  # compacted meanwhile: a reconnect is told so (410)
         shared = self._share(run_id, run_log)
         try:
-            yield sse.retry_frame(self.retry_ms)
             last_sent = time.monotonic()
             while True:
-                frames, offset, finished = shared.read(self, run_log, offset)
-                if frames:
-                    yield frames
-                    if finished:
-                        return
-                    last_sent = time.monotonic()
-                    continue
-                if direct is not None and direct.ready():
-                    handed = self._hand_over(shared, run_log, direct, offset, last_sent)
+                try:
+                    frames, offset, finished = shared.read(self, run_log, offset)
+                    if frames:
+                        yield frames
+                        if finished:
+                            return
+                        last_sent = time.monotonic()
+                        continue
+                    handed = None
+                    if direct is not None and direct.ready():
+                        handed = self._hand_over(shared, run_log, direct, offset, last_sent)
                     if handed is not None:
                         offset, finished, failed, last_sent = handed
                         if finished or failed:
                             return
-                        if time.monotonic() - last_sent >= self.heartbeat:
-                            yield sse.PING
-                            last_sent = time.monotonic()
-                        continue
-                if not run_log.wait(offset, self.heartbeat):
+                        woke = True
+                    else:
+                        woke = run_log.wait(offset, self.heartbeat)
+                except LogNotFound:
+                    return  # compacted or deleted meanwhile: the session view shows it
+                except StoreUnavailable:
+                    # A shared store's outage: keep the viewer and carry on from the same
+                    # offset once it answers.
+                    time.sleep(STORE_RETRY_SECONDS)
+                    woke = False
+                if not woke or handed is not None:
                     if time.monotonic() - last_sent >= self.heartbeat:
                         yield sse.PING
                         last_sent = time.monotonic()
@@ -124,62 +137,70 @@ class Streams:
             while True:
                 watch.mark()
                 progressed = False
-                version = self._meta_versions.get(session_id, 0)
-                if version != meta_version:
-                    meta_version = version
-                    try:
-                        meta = self.sessions.get(session_id)
-                    except NotFound:
-                        yield sse.event_frame("session.deleted", {"id": session_id})
-                        return
-                    except Damaged as damaged:
-                        meta = damaged.placeholder
-                    if meta != sent_meta:  # a local change is also seen by the watcher
-                        sent_meta = meta
-                        yield sse.event_frame("session.updated", self._outgoing_meta(meta))
-                        progressed = True
-                if not finished and run_log is None:
-                    try:
-                        run_log = self.logs.open(run_id, session_id)
-                        shared = self._share(run_id, run_log)
-                    except LogNotFound:
-                        finished = True  # compacted or deleted meanwhile: go on after it
-                if run_log is not None:
-                    frames, offset, finished = shared.read(self, run_log, offset)
-                    if frames:
-                        yield frames
-                        progressed = True
-                    if finished:
-                        run_log.close()
-                        self._unshare(run_id)
-                        run_log = shared = None
-                if finished:
-                    following = self._run_after(session_id, run_id)
-                    if following is not None:
-                        run_id, offset, finished = following, 0, False
-                        progressed = True
-                if progressed:
-                    last_sent = time.monotonic()
-                    continue
-                if run_log is not None and direct is not None and direct.ready():
-                    # While its run is live the sender writes to it; the session's own news
-                    # (a rename, a deletion) wakes it through _bump_metadata.
-                    handed = self._hand_over(shared, run_log, direct, offset, last_sent, session_id)
-                    if handed is not None:
-                        offset, run_done, failed, last_sent = handed
-                        if failed:
+                try:
+                    version = self._meta_versions.get(session_id, 0)
+                    if version != meta_version:
+                        try:
+                            meta = self.sessions.get(session_id)
+                        except NotFound:
+                            yield sse.event_frame("session.deleted", {"id": session_id})
                             return
-                        if run_done:  # the sender wrote its terminal record: on to the next run
+                        except Damaged as damaged:
+                            meta = damaged.placeholder
+                        meta_version = version
+                        if meta != sent_meta:  # a local change is also seen by the watcher
+                            sent_meta = meta
+                            yield sse.event_frame("session.updated", self._outgoing_meta(meta))
+                            progressed = True
+                    if not finished and run_log is None:
+                        try:
+                            run_log = self.logs.open(run_id, session_id)
+                            shared = self._share(run_id, run_log)
+                        except LogNotFound:
+                            finished = True  # compacted or deleted meanwhile: go on after it
+                    if run_log is not None:
+                        try:
+                            frames, offset, finished = shared.read(self, run_log, offset)
+                        except LogNotFound:
+                            frames, finished = b"", True
+                        if frames:
+                            yield frames
+                            progressed = True
+                        if finished:
                             run_log.close()
                             self._unshare(run_id)
                             run_log = shared = None
-                            finished = True
-                        elif time.monotonic() - last_sent >= self.heartbeat:
-                            yield sse.PING
-                            last_sent = time.monotonic()
-                    continue
-                pause = run_log.settle() if run_log is not None else self.heartbeat
-                if not watch.wait(min(pause, self.heartbeat)):
+                    if finished:
+                        following = self._run_after(session_id, run_id)
+                        if following is not None:
+                            run_id, offset, finished = following, 0, False
+                            progressed = True
+                    if progressed:
+                        last_sent = time.monotonic()
+                        continue
+                    if run_log is not None and direct is not None and direct.ready():
+                        # While its run is live the sender writes to it; the session's own
+                        # news (a rename, a deletion) wakes it through _bump_metadata.
+                        handed = self._hand_over(shared, run_log, direct, offset, last_sent, session_id)
+                        if handed is not None:
+                            offset, run_done, failed, last_sent = handed
+                            if failed:
+                                return
+                            if run_done:  # the sender wrote its terminal record: on to the next run
+                                run_log.close()
+                                self._unshare(run_id)
+                                run_log = shared = None
+                                finished = True
+                            elif time.monotonic() - last_sent >= self.heartbeat:
+                                yield sse.PING
+                                last_sent = time.monotonic()
+                        continue
+                    pause = run_log.settle() if run_log is not None else self.heartbeat
+                    woke = watch.wait(min(pause, self.heartbeat))
+                except StoreUnavailable:
+                    time.sleep(STORE_RETRY_SECONDS)  # a shared store's outage: retry from here
+                    woke = False
+                if not woke:
                     if time.monotonic() - last_sent >= self.heartbeat:
                         yield sse.PING
                         last_sent = time.monotonic()

@@ -10,7 +10,8 @@ import os
 import shutil
 import threading
 
-from hermes_web.codec import decode_line
+from hermes_web.codec import decode_line, encode_line
+from hermes_web.fsutil import atomic_write, ensure_dir
 
 # Parsed transcripts kept in memory, bounded by the bytes they were parsed from: a lookup
 # never pins every session's history.
@@ -126,6 +127,11 @@ class TranscriptStore:
                 _, (_, evicted) = self._cache.popitem(last=False)
                 self._cached_bytes -= evicted.size
         return transcript
+
+    def create(self, session_id: str, messages) -> None:
+        """The transcript of a new (imported) session, in place at once or not at all."""
+        ensure_dir(self.data_dir.transcripts_dir)
+        atomic_write(self.data_dir.transcript_path(session_id), b"".join(encode_line(message) for message in messages))
 
     def delete(self, session_id: str) -> None:
         """Remove the session's transcript and the journals compaction archived for it."""

@@ -261,10 +261,13 @@ class SessionViews:
                         return cached.finished_messages, True
                     # A finished journal changed in place (a hand edit, damage): fold it again.
                     cached = self._cached(run_id, session_id, log.identity, fresh=True)
-                _advance(cached.fold, log)
-                if not cached.fold.finished and not log.owner_alive():
-                    if log.recover() == "recovered":  # its writer died (PROTOCOL 1.3)
-                        _advance(cached.fold, log)
+                try:
+                    _advance(cached.fold, log)
+                    if not cached.fold.finished and not log.owner_alive():
+                        if log.recover() == "recovered":  # its writer died (PROTOCOL 1.3)
+                            _advance(cached.fold, log)
+                except LogNotFound:
+                    return None  # a shared store's log removed (compacted) while being read
                 messages = cached.fold.messages()
                 if cached.fold.finished:
                     cached.finished_messages = messages

@@ -74,6 +74,13 @@ class Beacons:
         if beacon is not None:
             beacon.fire()
 
+    def fire_all(self) -> None:
+        """Wake every waiter (after a gap in which wake-ups may have been missed)."""
+        with self._lock:
+            beacons = list(self._beacons.values())
+        for beacon in beacons:
+            beacon.fire()
+
 
 # What a registration wants to hear about.
 ENTRIES = "entries"  # names appearing in or leaving a directory (new runs, replaced files)

@@ -1,6 +1,7 @@
 import pytest
 
 from tests.packaging import UNSET_FOR_ISOLATION, build_and_install
+from tests.redis_server import redis_server  # noqa: F401 - a fixture
 from tests.support import ServerProcess
 
 

@@ -65,7 +65,10 @@ def init_app(app) -> None:
     @app.errorhandler(StoreUnavailable)
     def handle_store_unavailable(error: StoreUnavailable):
         log.warning("%s %s: the store is unavailable: %s", request.method, request.path, error)
-        return error_response(503, "store_unavailable", "the data store cannot be reached right now; try again shortly")
+        response = error_response(503, "store_unavailable", "the data store cannot be reached right now; try again shortly")
+        # A shared store (Redis) comes back by itself: the client is told when to retry.
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(OSError)
     def handle_storage_error(error: OSError):

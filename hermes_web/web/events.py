@@ -50,15 +50,19 @@ def _checked_offset(run_log, offset: int):
 @blueprint.get("/runs/<run_id>/events")
 @counted
 def run_events(run_id):
-    with _open_live(run_id) as run_log:
-        cursor = requested_cursor(default_run_id=run_id)
-        offset = 0
-        if cursor is not None:
-            if cursor[0] != run_id:
-                raise ApiError(400, "invalid_cursor", "cursor belongs to another run")
-            offset = cursor[1]
-        committed, last = _checked_offset(run_log, offset)
-        session_id = run_log.session_id
+    try:
+        with _open_live(run_id) as run_log:
+            cursor = requested_cursor(default_run_id=run_id)
+            offset = 0
+            if cursor is not None:
+                if cursor[0] != run_id:
+                    raise ApiError(400, "invalid_cursor", "cursor belongs to another run")
+                offset = cursor[1]
+            committed, last = _checked_offset(run_log, offset)
+            session_id = run_log.session_id
+    except LogNotFound:
+        # A shared store's log can be compacted between opening and reading it.
+        raise _compacted(locate_run(run_id)) from None
     if offset == committed and is_terminal(last):
         return "", 204  # nothing follows a terminal record; EventSource stops here
     # The stream opens its own handle once it starts: a response never iterated holds none.
@@ -84,12 +88,16 @@ def session_events(session_id):
     except LogNotFound:
         run_log = None
     if run_log is not None:
-        with run_log:
-            committed, last = _checked_offset(run_log, offset)
-        # At the end of a finished run the stream goes on with the next run (never 204 here).
-        finished = offset == committed and is_terminal(last)
-        return _stream_response(streams.session_stream(session_id, run_id, offset, run_finished=finished,
-                                                       direct=_direct_writer()))
+        try:
+            with run_log:
+                committed, last = _checked_offset(run_log, offset)
+        except LogNotFound:
+            pass  # a shared store's log compacted meanwhile: the transcript has the run
+        else:
+            # At the end of a finished run the stream goes on with the next run (never 204 here).
+            finished = offset == committed and is_terminal(last)
+            return _stream_response(streams.session_stream(session_id, run_id, offset, run_finished=finished,
+                                                           direct=_direct_writer()))
     if run_id in service("transcripts").read(session_id).by_run:
         return _stream_response(streams.session_stream(session_id, run_id, 0, run_finished=True,
                                                        direct=_direct_writer()))
@@ -104,8 +112,11 @@ def run_journal(run_id):
         raise ApiError(400, "invalid_offset", "offset must be a non-negative integer")
     offset = int(raw_offset)
     with _open_live(run_id) as run_log:
-        _checked_offset(run_log, offset)
-        lines = run_log.read(offset, MAX_JOURNAL_RESPONSE_BYTES)
+        try:
+            _checked_offset(run_log, offset)
+            lines = run_log.read(offset, MAX_JOURNAL_RESPONSE_BYTES)
+        except LogNotFound:
+            raise _compacted(locate_run(run_id)) from None
     redaction = service("redaction")
     redact = redaction.line if redaction.on_read else (lambda line: line)
     body = b"".join(redact(line) + b"\n" for line, _ in lines)

@@ -6,7 +6,6 @@ from flask import Blueprint, Response, jsonify, request
 
 from hermes_web.codec import encode_line
 from hermes_web.export import InvalidImport, export_json, export_markdown, import_messages
-from hermes_web.fsutil import atomic_write, ensure_dir
 from hermes_web.ids import new_session_id
 from hermes_web.services import service
 from hermes_web.web.api import _outgoing, session_or_404
@@ -46,11 +45,9 @@ def import_session():
     redaction = service("redaction")
     if redaction.at_rest:
         messages = [redaction.value(message) for message in messages]  # like every record written
-    data_dir = service("data_dir")
     if messages:
-        ensure_dir(data_dir.transcripts_dir)
         # The transcript first, the metadata last: the session appears whole or not at all.
-        atomic_write(data_dir.transcript_path(session_id), b"".join(encode_line(message) for message in messages))
+        service("transcripts").create(session_id, messages)
     meta = service("sessions").create(redaction.text(fields["title"]), session_id=session_id)
     search = service("search")
     for message in messages:
