@@ -89,8 +89,9 @@ class Durability:
 class JournalWriter:
     """The single writer of one run's journal; holds its exclusive lock until closed."""
 
-    def __init__(self, fd: int, path: Path, offset: int, durability: Durability):
+    def __init__(self, fd: int, path: Path, offset: int, durability: Durability, lock_fd: int = None):
         self._fd = fd
+        self._lock_fd = lock_fd  # holds the writer's lock when writes go through another descriptor
         self.path = path
         self.offset = offset
         self._durability = durability
@@ -117,6 +118,10 @@ class JournalWriter:
             os.link(temp_path, path)
             os.unlink(temp_path)
             durability.offload(fsync_dir, path.parent)
+            # Appends go through a descriptor opened by the journal's own name: inotify
+            # names each change by the name its descriptor was opened with, and a tailer in
+            # another process watches this one. The first descriptor keeps the lock.
+            write_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         except BaseException as error:
             os.close(fd)
             try:
@@ -126,7 +131,7 @@ class JournalWriter:
             if isinstance(error, FileExistsError):
                 raise JournalExists(f"journal {path.name} already exists") from None
             raise
-        return cls(fd, path, len(line), durability)
+        return cls(write_fd, path, len(line), durability, lock_fd=fd)
 
     def append(self, record: dict, durable: bool = False) -> int:
         """Append one record with a single ``write``; return the new committed offset."""
@@ -174,6 +179,9 @@ class JournalWriter:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the lock, last
+                self._lock_fd = None
 
 
 def _write_whole(fd: int, line: bytes) -> None:

@@ -216,15 +216,33 @@ def test_every_fsync_policy_writes_identical_files(tmp_path):
     assert content.count(b"\n") == 23 and content.endswith(encode_record(COMPLETED))
 
 
+def journal_fsyncs(offload, descriptors) -> int:
+    """Fsyncs of the journal's file, through any of the writer's descriptors."""
+    return sum(offload.file_fsyncs(fd) for fd in descriptors)
+
+
+def descriptors_of(writer) -> tuple:
+    """The writer's descriptors: the one it appends through and the one holding its lock."""
+    return writer._fd, writer._lock_fd
+
+
+def kill(writer) -> None:
+    """The writer's process dies: its descriptors (and with them its lock) are gone."""
+    writer._durability.forget(writer)
+    for fd in descriptors_of(writer):
+        os.close(fd)
+    writer._fd = writer._lock_fd = None
+
+
 def test_record_policy_fsyncs_after_every_append(tmp_path):
     offload = CountingOffload()
     durability = Durability("record", offload=offload)
     writer = JournalWriter.create(tmp_path / "run.jsonl", started(), durability)
-    fd = writer._fd
-    assert offload.file_fsyncs(fd) == 1
+    fds = descriptors_of(writer)
+    assert journal_fsyncs(offload, fds) == 1
     for index in range(4):
         writer.append(delta(index))
-        assert offload.file_fsyncs(fd) == 2 + index
+        assert journal_fsyncs(offload, fds) == 2 + index
     writer.close()
 
 
@@ -233,17 +251,17 @@ def test_terminal_policy_fsyncs_run_started_and_the_terminal_record_only(tmp_pat
     durability = Durability("terminal", offload=offload)
     path = tmp_path / "run.jsonl"
     writer = JournalWriter.create(path, started(), durability)
-    fd = writer._fd
+    fds = descriptors_of(writer)
     # run.started is durable (and its directory entry too) before create returns.
-    assert offload.file_fsyncs(fd) == 1
+    assert journal_fsyncs(offload, fds) == 1
     assert any(args == (path.parent,) for _, args in offload.calls)
     for index in range(10):
         writer.append(delta(index))
-    assert offload.file_fsyncs(fd) == 1
+    assert journal_fsyncs(offload, fds) == 1
     writer.append(COMPLETED, durable=True)
-    assert offload.file_fsyncs(fd) == 2
+    assert journal_fsyncs(offload, fds) == 2
     writer.close()  # nothing pending: no extra fsync
-    assert offload.file_fsyncs(fd) == 2
+    assert journal_fsyncs(offload, fds) == 2
     durability.stop()
 
 
@@ -251,23 +269,23 @@ def test_interval_flusher_fsyncs_dirty_journals_in_the_background(tmp_path):
     offload = CountingOffload()
     durability = Durability("interval", interval=0.05, offload=offload)
     writer = JournalWriter.create(tmp_path / "run.jsonl", started(), durability)
-    fd = writer._fd
-    assert offload.file_fsyncs(fd) == 1
+    fds = descriptors_of(writer)
+    assert journal_fsyncs(offload, fds) == 1
     for index in range(10):
         writer.append(delta(index))
-    assert offload.file_fsyncs(fd) <= 2  # appends themselves do not fsync
+    assert journal_fsyncs(offload, fds) <= 2  # appends themselves do not fsync
     deadline = time.monotonic() + 5
-    while offload.file_fsyncs(fd) < 2 and time.monotonic() < deadline:
+    while journal_fsyncs(offload, fds) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     # Ten appends, one group commit.
-    assert offload.file_fsyncs(fd) == 2
+    assert journal_fsyncs(offload, fds) == 2
     time.sleep(0.2)  # idle journals are not fsynced again
-    assert offload.file_fsyncs(fd) == 2
+    assert journal_fsyncs(offload, fds) == 2
     writer.append(delta(10))
     deadline = time.monotonic() + 5
-    while offload.file_fsyncs(fd) < 3 and time.monotonic() < deadline:
+    while journal_fsyncs(offload, fds) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert offload.file_fsyncs(fd) == 3
+    assert journal_fsyncs(offload, fds) == 3
     writer.close()
     durability.stop()
 
@@ -292,9 +310,7 @@ def test_recover_cuts_a_torn_tail_keeps_it_aside_and_ends_the_run(tmp_path, dura
     path = tmp_path / "run.jsonl"
     writer = JournalWriter.create(path, started(), durability)
     committed = writer.append(delta(0))
-    writer._durability.forget(writer)
-    os.close(writer._fd)  # the writer dies without a terminal record
-    writer._fd = None
+    kill(writer)  # the writer dies without a terminal record
     torn = encode_record(delta(1))[:-9]
     with open(path, "ab") as handle:
         handle.write(torn)

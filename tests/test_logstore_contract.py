@@ -35,9 +35,11 @@ class FileStoreFactory:
         """The writer's process died: its descriptor (and lock) is gone, no terminal record."""
         import os
 
-        journal = writer._journal  # noqa: SLF001 - simulating a crash needs the descriptor
-        os.close(journal._fd)  # noqa: SLF001
-        journal._fd = None  # noqa: SLF001
+        journal = writer._journal  # noqa: SLF001 - simulating a crash needs the descriptors
+        for name in ("_fd", "_lock_fd"):
+            if getattr(journal, name) is not None:
+                os.close(getattr(journal, name))
+                setattr(journal, name, None)
         writer._store._closed(writer)  # noqa: SLF001 - a dead process forgets its writers
 
 
@@ -294,13 +296,7 @@ def test_the_session_lock_is_exclusive(store):
     assert overlap == []
 
 
-def test_a_reader_in_another_process_is_woken_by_an_append(factory, store, request):
-    if factory.name == "files":
-        # The writer's descriptor was opened under the journal's temporary name, and
-        # inotify names its writes that way: the watcher never matches them, so another
-        # process's tailer only sees appends at its once-a-second liveness recheck.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="file store: cross-process tailers wait for the "
-                                              "liveness recheck (inotify reports the temporary name)"))
+def test_a_reader_in_another_process_is_woken_by_an_append(factory, store):
     session_id, run_id, writer = new_run(store)
     other = factory.make()
     with other.open(run_id) as log:
