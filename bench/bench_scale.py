@@ -23,7 +23,7 @@ import socket
 import statistics
 import time
 
-from common import ServerProcess, cpu_seconds, print_table, raise_open_file_limit, temp_dir, verdict
+from common import MANY_VIEWERS_ENV, ServerProcess, cpu_seconds, print_table, raise_open_file_limit, temp_dir, verdict
 
 from hermes_web.codec import encode_record
 from hermes_web.ids import new_run_id, new_session_id
@@ -214,7 +214,7 @@ def cpu_per_record(idle_streams: int, directory) -> float:
     others = [write_session(root, runs=1) for _ in range(idle_streams)]
     active = write_session(root, runs=1)
     first_start(root)
-    server = ServerProcess(root, env={"HERMES_WEB_DEMO_DELAY_MS": "1"}).start()
+    server = ServerProcess(root, env={**MANY_VIEWERS_ENV, "HERMES_WEB_DEMO_DELAY_MS": "1"}).start()
     sockets = []
     try:
         sockets = open_idle_session_streams(server.port, others)

@@ -19,7 +19,7 @@ class Subscription:
     __slots__ = ("writer", "offset", "event", "rest", "finished", "failed", "last_sent", "live")
 
     def __init__(self, writer, offset: int, last_sent: float):
-        self.writer = writer  # try_send(data) -> unsent rest; send_rest(data)
+        self.writer = writer  # chunked; try_send(framed) -> unsent rest; send_rest(rest)
         self.offset = offset
         self.live = False
         self.event = threading.Event()
@@ -97,11 +97,18 @@ class Fanout:
 
     def _deliver(self, members, frames: bytes, end: int, finished: bool) -> None:
         now = time.monotonic()
+        chunked = None  # the batch as one chunk, framed once for every viewer that needs it
         for subscription in members:
             if not subscription.live:
                 continue  # its viewer took its connection back meanwhile
+            writer = subscription.writer
+            data = frames
+            if writer.chunked:
+                if chunked is None:
+                    chunked = b"%x\r\n%s\r\n" % (len(frames), frames)
+                data = chunked
             try:
-                rest = subscription.writer.try_send(frames)
+                rest = writer.try_send(data)
             except OSError:
                 subscription.failed = True
                 rest = b""
