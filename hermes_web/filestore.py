@@ -126,7 +126,8 @@ class FileLogStore:
                 if session_of_run(run_id) != session_id:
                     _symlink(session_id, self.runs_index / run_id)
                 try:
-                    _, last = self._open_path(session_id, run_id).raw_tail()
+                    with self._open_path(session_id, run_id) as log:
+                        _, last = log.raw_tail()
                 except (OSError, LogNotFound):
                     continue
                 if not is_terminal(last):
