@@ -52,7 +52,8 @@ export function updateBranchControls() {
   }
   for (const button of ui.messages.querySelectorAll("[data-action=edit-message]")) {
     setDisabled(button, !idle || !latest);
-    button.title = latest ? "Edit and send again" : "Show the latest version to edit";
+    const title = latest ? "Edit and send again" : "Show the latest version to edit";
+    if (button.title !== title) button.title = title;
   }
   for (const button of ui.messages.querySelectorAll(".version-button")) setDisabled(button, !idle || !button.dataset.target);
   for (const form of ui.messages.querySelectorAll(".message-edit")) updateEditForm(form);

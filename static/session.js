@@ -158,6 +158,7 @@ function onRecord(id, record) {
     if (state.branch !== null) {
       // A new turn always continues the latest branch, not the older version on screen.
       showBranch(null);
+      refreshSessionsSoon();
       return;
     }
     const pending = state.pending;
