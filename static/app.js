@@ -6,25 +6,28 @@
 //   auth.js      the logout button, shown when a password protects the server
 //   sidebar.js   session list, new chat / rename / delete, the phone drawer
 //   composer.js  message box, optimistic send and stop, uploads
+//   branches.js  regenerate, edit and send again, the versions of a turn
 //   settings.js  agent and model pickers, the per-session settings dialog
 //   session.js   navigation, the session stream, the header, transcript rendering, the badge
 //   render.js    messages into the DOM (markdown.js: Markdown, code blocks; copy.js: copy buttons)
 //   fold.js, stream.js, api.js (a 401 goes to the login page), state.js
 
 import { wireLogout } from "/static/auth.js";
+import { wireBranches } from "/static/branches.js";
 import { wireComposer } from "/static/composer.js";
 import { wireCopyButtons } from "/static/copy.js";
-import { openSession, sessionIdFromPath } from "/static/session.js";
+import { branchFromLocation, openSession, sessionIdFromPath } from "/static/session.js";
 import { loadAgents, wireSettings } from "/static/settings.js";
 import { refreshSessions, wireSidebar } from "/static/sidebar.js";
 import { showNotice, state, ui } from "/static/state.js";
 
 function wire() {
   wireComposer();
+  wireBranches();
   wireSidebar();
   wireSettings({ onNotice: showNotice });
   wireCopyButtons(ui.messages);
-  window.addEventListener("popstate", () => openSession(sessionIdFromPath()));
+  window.addEventListener("popstate", () => openSession(sessionIdFromPath(), { branch: branchFromLocation() }));
   window.addEventListener("online", () => state.stream && state.stream.kick());
   // A dead link can stay silent for a long time; the browser knows sooner.
   window.addEventListener("offline", () => state.stream && state.stream.interrupt());
@@ -34,5 +37,5 @@ wire();
 wireLogout();
 loadAgents();
 refreshSessions();
-openSession(sessionIdFromPath());
+openSession(sessionIdFromPath(), { branch: branchFromLocation() });
 ui.input.focus();

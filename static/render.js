@@ -59,17 +59,66 @@ function updateTime(node, seconds) {
 const COPY_ICON = '<svg class="icon-copy" viewBox="0 0 24 24" width="16" height="16" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><rect x="9" y="9" width="12" height="12" rx="2"/><path d="M5 15H4a1 1 0 0 1-1-1V4a1 1 0 0 1 1-1h10a1 1 0 0 1 1 1v1"/></svg>'
   + '<svg class="icon-done" viewBox="0 0 24 24" width="16" height="16" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M5 12.5l4.5 4.5L19 7.5"/></svg>';
 
-/** The row under a message: its time and a button that copies its Markdown source. */
-function messageFoot(className) {
+const EDIT_ICON = '<svg viewBox="0 0 24 24" width="16" height="16" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M12 20h9"/><path d="M16.5 3.5a2.1 2.1 0 0 1 3 3L7 19l-4 1 1-4Z"/></svg>';
+const REGENERATE_ICON = '<svg viewBox="0 0 24 24" width="15" height="15" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M20 11a8 8 0 1 0-2.3 5.7"/><path d="M20 4v7h-7"/></svg>';
+
+/** The row under a message: its time, a button that copies its Markdown source, and the
+ * branch controls (branches.js acts on them): the versions and Edit under a user turn,
+ * Regenerate under an answer (shown under the last one only). */
+function messageFoot(className, role) {
   const copy = element("button", {
     type: "button", class: "icon-button message-copy", "data-action": "copy-message", "data-testid": "copy-message",
     "aria-label": "Copy message", title: "Copy message",
   });
   copy.innerHTML = COPY_ICON;
-  return element("div", { class: className },
+  const foot = element("div", { class: className },
     element("span", { class: "message-meta" }),
     element("time", { class: "message-time", "data-testid": "message-time", hidden: true }),
     copy);
+  if (role === "user") {
+    const edit = element("button", {
+      type: "button", class: "icon-button message-edit-button", "data-action": "edit-message", "data-testid": "edit-message",
+      "aria-label": "Edit message", title: "Edit and send again",
+    });
+    edit.innerHTML = EDIT_ICON;
+    foot.prepend(versionSwitcher());
+    foot.append(edit);
+  } else {
+    const regenerate = element("button", {
+      type: "button", class: "button turn-action", "data-action": "regenerate", "data-testid": "regenerate",
+      "aria-label": "Regenerate answer", hidden: true,
+    });
+    regenerate.innerHTML = REGENERATE_ICON;
+    regenerate.append(element("span", { class: "turn-action-label", text: "Regenerate" }));
+    foot.append(regenerate);
+  }
+  return foot;
+}
+
+/** "‹ 2/3 ›": the versions of a turn, shown when it has more than one. */
+function versionSwitcher() {
+  const button = (action, label, text) => element("button", {
+    type: "button", class: "icon-button version-button", "data-action": action, "data-testid": action,
+    "aria-label": label, title: label, text,
+  });
+  return element("div", { class: "versions", role: "group", "aria-label": "Versions of this message", "data-testid": "versions", hidden: true },
+    button("previous-version", "Previous version", "‹"),
+    element("span", { class: "version-label", "data-testid": "version-label", "aria-hidden": "true" }),
+    element("span", { class: "visually-hidden version-spoken" }),
+    button("next-version", "Next version", "›"));
+}
+
+/** The switcher of a user turn from its `alternatives`; each arrow names the run it shows. */
+function updateVersions(foot, message) {
+  const switcher = foot.querySelector(".versions");
+  const versions = Array.isArray(message.alternatives) ? message.alternatives : [];
+  const index = versions.indexOf(message.run_id);
+  switcher.hidden = versions.length < 2 || index < 0;
+  if (switcher.hidden) return;
+  switcher.querySelector(".version-label").textContent = `${index + 1}/${versions.length}`;
+  switcher.querySelector(".version-spoken").textContent = `Version ${index + 1} of ${versions.length}`;
+  switcher.querySelector("[data-action=previous-version]").dataset.target = versions[index - 1] || "";
+  switcher.querySelector("[data-action=next-version]").dataset.target = versions[index + 1] || "";
 }
 
 function pretty(value) {
@@ -125,10 +174,15 @@ export function updateUserMessage(node, message) {
       text.rawText = message.text;
       bubble.append(text);
     }
-    node.replaceChildren(bubble, node.querySelector(".message-foot") || messageFoot("message-foot"));
+    // A message being edited keeps its edit box (branches.js) in place of the bubble.
+    const editor = node.querySelector(".message-edit");
+    bubble.hidden = editor !== null;
+    node.replaceChildren(bubble, ...(editor ? [editor] : []), node.querySelector(".message-foot") || messageFoot("message-foot", "user"));
   }
   const foot = node.querySelector(".message-foot");
   foot.querySelector(".message-copy").hidden = !message.text;
+  foot.querySelector(".message-edit-button").hidden = Boolean(message.pending) || !message.run_id;
+  updateVersions(foot, message);
   updateTime(foot.querySelector(".message-time"), message.created_at);
 }
 
@@ -203,7 +257,7 @@ function assistantSkeleton(node) {
   const text = element("div", { class: "markdown", "data-testid": "message-text" });
   const status = element("div", { class: "turn-status", "data-testid": "turn-status", role: "status" });
   node.append(element("div", { class: "avatar", "aria-hidden": "true", text: "H" }),
-    element("div", { class: "turn-body" }, reasoning, tools, text, status, messageFoot("turn-meta")));
+    element("div", { class: "turn-body" }, reasoning, tools, text, status, messageFoot("turn-meta", "assistant")));
 }
 
 /** An assistant turn: reasoning, tool cards in order, markdown text, status line. */

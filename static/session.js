@@ -9,7 +9,7 @@
 // the events of state.js and never imports them.
 
 import { api } from "/static/api.js";
-import { SessionFold } from "/static/fold.js";
+import { SessionFold, parseCursor } from "/static/fold.js";
 import { element, updateAssistantMessage, updateUserMessage } from "/static/render.js";
 import { announce, emit, showNotice, state, ui } from "/static/state.js";
 import { SessionStream } from "/static/stream.js";
@@ -21,9 +21,15 @@ export function sessionIdFromPath() {
   return match ? match[1] : null;
 }
 
+/** The version whose branch the URL asks for (`?branch=<run_id>`), or null: the latest. */
+export function branchFromLocation() {
+  const branch = new URLSearchParams(location.search).get("branch");
+  return branch && /^[A-Za-z0-9_-]{1,64}$/.test(branch) ? branch : null;
+}
+
 export function navigate(sessionId, { replace = false } = {}) {
   const path = sessionId ? `/s/${sessionId}` : "/";
-  if (location.pathname !== path) history[replace ? "replaceState" : "pushState"]({}, "", path);
+  if (location.pathname + location.search !== path) history[replace ? "replaceState" : "pushState"]({}, "", path);
   openSession(sessionId);
 }
 
@@ -32,19 +38,33 @@ function closeStream() {
   state.stream = null;
 }
 
-export async function openSession(sessionId) {
+function viewPath(sessionId, branch) {
+  return branch ? `/api/sessions/${sessionId}?branch=${encodeURIComponent(branch)}` : `/api/sessions/${sessionId}`;
+}
+
+/**
+ * Show a session: its view (the latest branch, or the branch through the version `branch`),
+ * then its one stream from the view's cursor. With `keep`, the session is already open and
+ * only its view is fetched again (another version, or the latest after a turn started):
+ * the elements of the messages that stay are kept, and so are the composer's attachments
+ * and the optimistic turn.
+ */
+export async function openSession(sessionId, { branch = null, keep = false } = {}) {
   const token = ++state.openToken;
   closeStream();
-  state.sessionId = sessionId;
-  state.fold = null;
-  state.pending = null;
-  state.confirmedRun = null;
-  state.nodes.clear();
-  ui.messages.replaceChildren();
-  ui.renameForm.hidden = true;
-  ui.title.hidden = false;
-  showNotice("");
-  emit("session:opened", { sessionId });
+  if (!keep) {
+    state.sessionId = sessionId;
+    state.branch = null;
+    state.fold = null;
+    state.pending = null;
+    state.confirmedRun = null;
+    state.nodes.clear();
+    ui.messages.replaceChildren();
+    ui.renameForm.hidden = true;
+    ui.title.hidden = false;
+    showNotice("");
+    emit("session:opened", { sessionId });
+  }
   if (!sessionId) {
     setMeta(null);
     setConnection("idle");
@@ -54,29 +74,37 @@ export async function openSession(sessionId) {
   ui.transcript.setAttribute("aria-busy", "true");
   let view;
   try {
-    view = await api("GET", `/api/sessions/${sessionId}`);
+    view = await api("GET", viewPath(sessionId, branch));
   } catch (error) {
     if (token !== state.openToken) return;
     ui.transcript.removeAttribute("aria-busy");
+    if (error.status === 400 && branch) {
+      showNotice("That version is not in this chat; showing the latest.");
+      return openSession(sessionId, { keep: true });
+    }
     if (error.status === 404 || error.status === 400) {
       showNotice("This chat does not exist (it may have been deleted).");
       state.sessionId = null;
+      state.fold = null;
       setMeta(null);
       renderAll();
       return;
     }
     showNotice(`Could not load this chat: ${error.message}`);
     setConnection("reconnecting");
-    setTimeout(() => token === state.openToken && openSession(sessionId), 2000);
+    setTimeout(() => token === state.openToken && openSession(sessionId, { branch, keep }), 2000);
     return;
   }
   if (token !== state.openToken) return;
   ui.transcript.removeAttribute("aria-busy");
   state.fold = new SessionFold(view);
+  state.branch = branch && !isLatestBranch(view) ? branch : null;
+  showBranchInUrl(sessionId);
+  confirmPendingFromView();
   const { messages, cursor, ...meta } = view; // the view is the metadata (settings too) plus messages
   setMeta(meta);
   renderAll();
-  scrollToBottom(true);
+  if (!keep) scrollToBottom(true);
   state.stream = new SessionStream(sessionId, {
     cursor: () => state.fold.cursorText,
     onRecord: (id, record) => token === state.openToken && onRecord(id, record),
@@ -91,12 +119,48 @@ export async function openSession(sessionId) {
   state.stream.open();
 }
 
+/** Show the branch through the version `runId` of a turn (null: the latest branch). */
+export function showBranch(runId) {
+  if (!state.sessionId) return Promise.resolve();
+  return openSession(state.sessionId, { branch: runId, keep: true });
+}
+
+/** An optimistic turn already in a view fetched again takes over its element. */
+function confirmPendingFromView() {
+  const pending = state.pending;
+  if (!pending) return;
+  const active = state.fold.activeRun;
+  const sameText = active && state.fold.messagesOf(active.runId)[0]?.text === pending.text;
+  const runId = pending.runId ?? (sameText ? active.runId : null);
+  if (runId !== null && state.fold.runs.has(runId)) confirmPending(runId);
+}
+
+/** True when a view's branch is the latest: it ends with the run its cursor names. */
+function isLatestBranch(view) {
+  const messages = view.messages || [];
+  const cursor = parseCursor(view.cursor);
+  return !messages.length || (cursor !== null && messages[messages.length - 1].run_id === cursor.runId);
+}
+
+/** `?branch=` in the address while an older version is shown, so a reload shows it again. */
+function showBranchInUrl(sessionId) {
+  if (sessionIdFromPath() !== sessionId) return;
+  const path = state.branch ? `/s/${sessionId}?branch=${encodeURIComponent(state.branch)}` : `/s/${sessionId}`;
+  if (location.pathname + location.search !== path) history.replaceState({}, "", path);
+}
+
 // ------------------------------------------------------------------ stream frames
 
 function onRecord(id, record) {
   const run = state.fold.applyFrame(id, record);
   if (run === null) return;
   if (record.type === "run.started") {
+    if (state.branch !== null) {
+      // A new turn always continues the latest branch, not the older version on screen.
+      showBranch(null);
+      refreshSessionsSoon();
+      return;
+    }
     const pending = state.pending;
     const text = record.user && record.user.text;
     if (pending && (pending.runId === run.runId || (pending.runId === null && text === pending.text))) {

@@ -21,6 +21,7 @@ export const state = {
   sessions: [],
   sessionId: null,
   meta: null,
+  branch: null, // the older version whose branch is shown, or null: the latest branch
   fold: null,
   stream: null,
   streamState: "idle",

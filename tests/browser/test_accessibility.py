@@ -187,3 +187,46 @@ def test_every_action_has_a_name_that_says_what_it_does(rich_session, new_page):
                  "Copy message", "Copy python code"):
         assert page.get_by_role("button", name=name).count() >= 1, name
     assert page.get_by_role("button", name="Copy message").count() == 4  # two user turns, two answers
+
+
+@pytest.fixture
+def branched_session(server_factory):
+    """A session whose only turn has two versions: the switcher, Edit and Regenerate show."""
+    server = server_factory(env={"HERMES_WEB_DEMO_DELAY_MS": "1"})
+    session_id = server.create_session()
+    first = server.start_run(session_id, "Name a colour")["run_id"]
+    server.wait_run_finished(first)
+    status, body, _ = server.api("POST", f"/api/sessions/{session_id}/runs", {"text": "Name a fruit", "replaces": first})
+    assert status == 202, body
+    server.wait_run_finished(body["run_id"])
+    return server, session_id, body["run_id"]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+def test_the_branch_controls_and_the_edit_box_meet_aa_and_44_px(branched_session, new_page, scheme, device):
+    server, session_id, run_id = branched_session
+    options = PHONE if device == "phone" else {}
+    page = new_page(color_scheme=scheme, reduced_motion="reduce", **options)
+    open_session(page, server, session_id)
+    wait_status(page, run_id, "completed")
+    for name in ("Previous version", "Next version", "Edit message", "Regenerate answer"):
+        assert page.get_by_role("button", name=name).is_visible(), name
+    violations, small = [], []
+    for _ in scroll_through(page):
+        violations += axe(page)
+        small += page.evaluate(SMALL_TARGETS)
+    if scheme == "light" and device == "desktop":
+        page.evaluate("() => document.getElementById('transcript').scrollTo(0, 0)")
+        snap(page, "versions")
+    page.get_by_role("button", name="Edit message").click()
+    page.wait_for_selector("[data-testid=edit-form]")
+    for name in ("Send edited message", "Cancel edit"):
+        assert page.get_by_role("button", name=name).is_visible(), name
+    violations += axe(page)
+    small += page.evaluate(SMALL_TARGETS)
+    if scheme == "light" and device == "phone":
+        snap(page, "phone-edit")
+    assert sorted(set(violations)) == []
+    if device == "phone":
+        assert sorted(set(small)) == []
