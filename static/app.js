@@ -7,6 +7,7 @@
 //   sidebar.js   session list, new chat / rename / delete, the phone drawer
 //   composer.js  message box, optimistic send and stop, uploads
 //   settings.js  agent and model pickers, the per-session settings dialog
+//   pages.js     older pages of a long session, loaded when scrolled to the top
 //   session.js   navigation, the session stream, the header, transcript rendering, the badge
 //   render.js    messages into the DOM (markdown.js: Markdown, code blocks; copy.js: copy buttons)
 //   fold.js, stream.js, api.js (a 401 goes to the login page), state.js
@@ -14,6 +15,7 @@
 import { wireLogout } from "/static/auth.js";
 import { wireComposer } from "/static/composer.js";
 import { wireCopyButtons } from "/static/copy.js";
+import { wirePages } from "/static/pages.js";
 import { openSession, sessionIdFromPath } from "/static/session.js";
 import { loadAgents, wireSettings } from "/static/settings.js";
 import { refreshSessions, wireSidebar } from "/static/sidebar.js";
@@ -24,6 +26,7 @@ function wire() {
   wireSidebar();
   wireSettings({ onNotice: showNotice });
   wireCopyButtons(ui.messages);
+  wirePages();
   window.addEventListener("popstate", () => openSession(sessionIdFromPath()));
   window.addEventListener("online", () => state.stream && state.stream.kick());
   // A dead link can stay silent for a long time; the browser knows sooner.

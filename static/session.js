@@ -24,7 +24,7 @@ export function sessionIdFromPath() {
 export function navigate(sessionId, { replace = false } = {}) {
   const path = sessionId ? `/s/${sessionId}` : "/";
   if (location.pathname !== path) history[replace ? "replaceState" : "pushState"]({}, "", path);
-  openSession(sessionId);
+  return openSession(sessionId);
 }
 
 function closeStream() {
@@ -32,11 +32,15 @@ function closeStream() {
   state.stream = null;
 }
 
+// Runs in a page of the view: the last page is what a session opens with (pages.js loads older ones).
+export const PAGE_RUNS = 50;
+
 export async function openSession(sessionId) {
   const token = ++state.openToken;
   closeStream();
   state.sessionId = sessionId;
   state.fold = null;
+  state.page = { before: null };
   state.pending = null;
   state.confirmedRun = null;
   state.nodes.clear();
@@ -54,7 +58,7 @@ export async function openSession(sessionId) {
   ui.transcript.setAttribute("aria-busy", "true");
   let view;
   try {
-    view = await api("GET", `/api/sessions/${sessionId}`);
+    view = await api("GET", `/api/sessions/${sessionId}?limit=${PAGE_RUNS}`);
   } catch (error) {
     if (token !== state.openToken) return;
     ui.transcript.removeAttribute("aria-busy");
@@ -73,7 +77,8 @@ export async function openSession(sessionId) {
   if (token !== state.openToken) return;
   ui.transcript.removeAttribute("aria-busy");
   state.fold = new SessionFold(view);
-  const { messages, cursor, ...meta } = view; // the view is the metadata (settings too) plus messages
+  state.page = { before: view.has_more ? view.before : null };
+  const { messages, cursor, has_more: hasMore, before, ...meta } = view; // the view is the metadata (settings too) plus messages
   setMeta(meta);
   renderAll();
   scrollToBottom(true);

@@ -11,7 +11,7 @@ export const ui = {
   showMoreSessions: $("show-more-sessions"),
   title: $("session-title"), renameForm: $("rename-form"), renameInput: $("rename-input"),
   renameButton: $("rename-button"), deleteButton: $("delete-button"), connection: $("connection"),
-  main: $("main"), transcript: $("transcript"), messages: $("messages"), welcome: $("welcome"), notice: $("notice"),
+  main: $("main"), transcript: $("transcript"), olderStatus: $("older-status"), messages: $("messages"), welcome: $("welcome"), notice: $("notice"),
   composer: $("composer"), input: $("composer-input"), send: $("send-button"), stop: $("stop-button"),
   attach: $("attach-button"), fileInput: $("file-input"), composerAttachments: $("composer-attachments"),
   dropHint: $("drop-hint"), liveStatus: $("live-status"), agent: $("agent-select"),
@@ -22,6 +22,7 @@ export const state = {
   sessionId: null,
   meta: null,
   fold: null,
+  page: { before: null }, // the older page still to load: `before` is the run id to ask before, or null
   stream: null,
   streamState: "idle",
   openToken: 0,

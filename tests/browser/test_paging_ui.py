@@ -1,0 +1,130 @@
+"""Long sessions in the page: a session opens with its last page of runs, scrolling to the
+top puts the older pages above in order, without duplicates and without moving what is
+on screen, and a running turn goes on streaming meanwhile."""
+
+import time
+
+from tests.browser.conftest import DEMO_ENV
+from tests.browser.ui import assert_shows_journal, open_session, send_message, wait_status
+
+USER = "[data-testid=message-user]"
+PAGE_RUNS = 50
+
+
+def export_document(turns: int, title: str = "A long chat", prefix: str = "question") -> dict:
+    """A session export with ``turns`` finished runs: ``question N`` answered by ``answer N``."""
+    now = time.time() - turns
+    messages = []
+    for index in range(turns):
+        run_id = f"old{index:04d}"
+        messages.append({"id": f"{run_id}-user", "role": "user", "run_id": run_id, "text": f"{prefix} {index:03d}",
+                         "attachments": [], "created_at": now + index})
+        messages.append({"id": f"{run_id}-answer", "role": "assistant", "run_id": run_id, "status": "completed",
+                         "text": f"answer {index:03d}\n\nA second paragraph, so the turn has some height.",
+                         "reasoning": "", "tool_calls": [], "created_at": now + index, "finished_at": now + index})
+    return {"format": "hermes_web.session", "version": 1,
+            "session": {"id": "elsewhere", "title": title, "created_at": now, "updated_at": now},
+            "messages": messages}
+
+
+def import_session(server, turns: int, **options) -> str:
+    status, body, _ = server.api("POST", "/api/sessions/import", export_document(turns, **options))
+    assert status == 201, body
+    return body["id"]
+
+
+def user_texts(page) -> list:
+    return page.eval_on_selector_all(USER, "(nodes) => nodes.map((node) => node.querySelector('.user-text').textContent)")
+
+
+def scroll_to_top(page) -> dict:
+    """Scroll the transcript to its top; the message then at the top and where it is."""
+    return page.evaluate("""() => {
+        const box = document.getElementById('transcript');
+        box.scrollTop = 0;
+        const node = document.querySelector('[data-testid=messages] > .message');
+        return {id: node.dataset.messageId, top: node.getBoundingClientRect().top - box.getBoundingClientRect().top};
+    }""")
+
+
+def offset_of(page, message_id: str) -> float:
+    return page.evaluate("""(id) => {
+        const box = document.getElementById('transcript');
+        const node = document.querySelector(`[data-message-id="${id}"]`);
+        return node.getBoundingClientRect().top - box.getBoundingClientRect().top;
+    }""", message_id)
+
+
+def wait_users(page, count: int) -> None:
+    page.wait_for_function("(count) => document.querySelectorAll('[data-testid=message-user]').length === count",
+                           arg=count, timeout=30_000)
+
+
+def test_a_long_session_opens_with_its_last_page_and_scrolling_up_adds_the_older_ones_in_order(server, new_page):
+    turns = 2 * PAGE_RUNS + 10
+    session_id = import_session(server, turns)
+    page = new_page()
+    open_session(page, server, session_id)
+    wait_users(page, PAGE_RUNS)
+    assert user_texts(page) == [f"question {index:03d}" for index in range(turns - PAGE_RUNS, turns)]
+    assert page.locator("[data-testid=message-assistant]").count() == PAGE_RUNS
+    # Opened at the bottom: nothing older is fetched until the user scrolls up.
+    time.sleep(0.5)
+    assert page.locator(USER).count() == PAGE_RUNS
+
+    for shown in (2 * PAGE_RUNS, turns):
+        top = scroll_to_top(page)
+        wait_users(page, shown)
+        page.wait_for_selector("[data-testid=older-status]", state="hidden")
+        # What was at the top of the screen is still there: the page went above it.
+        assert abs(offset_of(page, top["id"]) - top["top"]) <= 2
+        assert user_texts(page) == [f"question {index:03d}" for index in range(turns - shown, turns)]
+
+    ids = page.eval_on_selector_all("[data-testid=messages] > .message", "(nodes) => nodes.map((node) => node.dataset.messageId)")
+    assert len(ids) == len(set(ids)) == 2 * turns
+    scroll_to_top(page)
+    time.sleep(0.5)  # the first run is shown: nothing more is asked for
+    assert page.locator(USER).count() == turns
+    assert page.locator("[data-testid=notice]").is_hidden()
+
+
+def test_a_turn_streams_on_while_older_pages_load(server_factory, new_page):
+    server = server_factory(env=DEMO_ENV)
+    session_id = import_session(server, PAGE_RUNS + 20)
+    page = new_page()
+    open_session(page, server, session_id)
+    wait_users(page, PAGE_RUNS)
+    run_id = send_message(page, "a new question at the end of a long chat")
+    page.wait_for_selector("[data-testid=connection-state][data-state=live]")
+    scroll_to_top(page)
+    wait_users(page, PAGE_RUNS + 20 + 1)
+    assert page.locator("[data-testid=connection-state]").get_attribute("data-state") == "live"
+    wait_status(page, run_id, "completed", timeout=60_000)
+    assert_shows_journal(page, server, session_id, run_id)
+    texts = user_texts(page)
+    assert texts[:-1] == [f"question {index:03d}" for index in range(PAGE_RUNS + 20)]
+    assert texts[-1] == "a new question at the end of a long chat"
+    # The fold holds the whole branch in order: what regenerate and edit read from it.
+    assert page.evaluate("() => document.querySelectorAll('[data-testid=messages] > .message').length") == 2 * (PAGE_RUNS + 21)
+
+
+def test_a_page_of_a_branch_that_changed_loads_the_last_page_again(server, new_page):
+    turns = PAGE_RUNS + 10
+    session_id = import_session(server, turns)
+    page = new_page()
+    open_session(page, server, session_id)
+    wait_users(page, PAGE_RUNS)
+    status, view, _ = server.api("GET", f"/api/sessions/{session_id}")  # the last page, as the page has it
+    first_shown = next(message["run_id"] for message in view["messages"] if message["role"] == "user")
+    # Another tab edits the first message shown here: the page's `before` is off the branch now.
+    status, body, _ = server.api("POST", f"/api/sessions/{session_id}/runs",
+                                 {"text": "an edited question", "replaces": first_shown})
+    assert status == 202, body
+    server.wait_run_finished(body["run_id"])
+    wait_status(page, body["run_id"], "completed")
+    scroll_to_top(page)
+    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid=message-user] .user-text')]
+        .map((node) => node.textContent)[0] === 'question 000'""", timeout=30_000)
+    texts = user_texts(page)
+    assert texts == [f"question {index:03d}" for index in range(turns - PAGE_RUNS)] + ["an edited question"]
+    assert page.locator("[data-testid=notice]").is_hidden()
