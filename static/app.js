@@ -5,6 +5,8 @@
 // state.js:
 //   auth.js      the logout button, shown when a password protects the server
 //   sidebar.js   session list, new chat / rename / delete, the phone drawer
+//   search.js    the sidebar's search, its results in place of the list
+//   exchange.js  export (the header's menu) and import (the sidebar's button) of chats
 //   composer.js  message box, optimistic send and stop, uploads
 //   settings.js  agent and model pickers, the per-session settings dialog
 //   pages.js     older pages of a long session, loaded when scrolled to the top
@@ -15,7 +17,9 @@
 import { wireLogout } from "/static/auth.js";
 import { wireComposer } from "/static/composer.js";
 import { wireCopyButtons } from "/static/copy.js";
+import { wireExchange } from "/static/exchange.js";
 import { wirePages } from "/static/pages.js";
+import { wireSearch } from "/static/search.js";
 import { openSession, sessionIdFromPath } from "/static/session.js";
 import { loadAgents, wireSettings } from "/static/settings.js";
 import { refreshSessions, wireSidebar } from "/static/sidebar.js";
@@ -24,6 +28,8 @@ import { showNotice, state, ui } from "/static/state.js";
 function wire() {
   wireComposer();
   wireSidebar();
+  wireSearch();
+  wireExchange();
   wireSettings({ onNotice: showNotice });
   wireCopyButtons(ui.messages);
   wirePages();

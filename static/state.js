@@ -8,7 +8,11 @@ const $ = (id) => document.getElementById(id);
 export const ui = {
   sidebar: $("sidebar"), backdrop: $("backdrop"), menu: $("menu-button"),
   sessionList: $("session-list"), sessionEmpty: $("session-empty"), newSession: $("new-session"),
-  showMoreSessions: $("show-more-sessions"),
+  showMoreSessions: $("show-more-sessions"), sessionBrowse: $("session-browse"),
+  searchInput: $("search-input"), searchPane: $("search-pane"), searchStatus: $("search-status"),
+  searchResults: $("search-results"), importButton: $("import-button"), importInput: $("import-input"),
+  exportButton: $("export-button"), exportMenu: $("export-menu"), exportMarkdown: $("export-md"),
+  exportJson: $("export-json"),
   title: $("session-title"), renameForm: $("rename-form"), renameInput: $("rename-input"),
   renameButton: $("rename-button"), deleteButton: $("delete-button"), connection: $("connection"),
   main: $("main"), transcript: $("transcript"), olderStatus: $("older-status"), messages: $("messages"), welcome: $("welcome"), notice: $("notice"),

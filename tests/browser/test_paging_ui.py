@@ -5,32 +5,16 @@ on screen, and a running turn goes on streaming meanwhile."""
 import time
 
 from tests.browser.conftest import DEMO_ENV
-from tests.browser.ui import assert_shows_journal, open_session, send_message, wait_status
+from tests.browser.ui import assert_shows_journal, import_chat, open_session, send_message, wait_status
 
 USER = "[data-testid=message-user]"
 PAGE_RUNS = 50
 
 
-def export_document(turns: int, title: str = "A long chat", prefix: str = "question") -> dict:
-    """A session export with ``turns`` finished runs: ``question N`` answered by ``answer N``."""
-    now = time.time() - turns
-    messages = []
-    for index in range(turns):
-        run_id = f"old{index:04d}"
-        messages.append({"id": f"{run_id}-user", "role": "user", "run_id": run_id, "text": f"{prefix} {index:03d}",
-                         "attachments": [], "created_at": now + index})
-        messages.append({"id": f"{run_id}-answer", "role": "assistant", "run_id": run_id, "status": "completed",
-                         "text": f"answer {index:03d}\n\nA second paragraph, so the turn has some height.",
-                         "reasoning": "", "tool_calls": [], "created_at": now + index, "finished_at": now + index})
-    return {"format": "hermes_web.session", "version": 1,
-            "session": {"id": "elsewhere", "title": title, "created_at": now, "updated_at": now},
-            "messages": messages}
-
-
-def import_session(server, turns: int, **options) -> str:
-    status, body, _ = server.api("POST", "/api/sessions/import", export_document(turns, **options))
-    assert status == 201, body
-    return body["id"]
+def import_session(server, turns: int) -> str:
+    """A session of ``turns`` finished runs: ``question N`` answered by ``answer N``."""
+    return import_chat(server, [(f"question {index:03d}", f"answer {index:03d}\n\nA second paragraph, so the turn has some height.")
+                                for index in range(turns)], title="A long chat")
 
 
 def user_texts(page) -> list:
@@ -94,7 +78,10 @@ def test_a_turn_streams_on_while_older_pages_load(server_factory, new_page):
     page = new_page()
     open_session(page, server, session_id)
     wait_users(page, PAGE_RUNS)
-    run_id = send_message(page, "a new question at the end of a long chat")
+    send_message(page, "a new question at the end of a long chat")
+    mine = page.locator(f"{USER}:not([data-pending])", has_text="a new question at the end of a long chat")
+    mine.wait_for()
+    run_id = mine.get_attribute("data-run-id")
     page.wait_for_selector("[data-testid=connection-state][data-state=live]")
     scroll_to_top(page)
     wait_users(page, PAGE_RUNS + 20 + 1)
