@@ -104,6 +104,10 @@ function loadWhenNearTop() {
 export async function revealRun(runId) {
   const sessionId = state.sessionId;
   while (state.sessionId === sessionId && state.fold && !state.fold.runs.has(runId)) {
+    // Run ids sort in start order: one after the first loaded run that is not loaded is not
+    // on this branch (a replaced version), and no older page holds it.
+    const first = state.fold.runs.keys().next().value;
+    if (first !== undefined && runId > first) return false;
     if (!hasOlderPage() || !(await loadOlderPage())) return false;
   }
   if (state.sessionId !== sessionId || !state.fold) return false;
