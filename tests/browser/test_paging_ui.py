@@ -115,3 +115,28 @@ def test_a_page_of_a_branch_that_changed_loads_the_last_page_again(server, new_p
     texts = user_texts(page)
     assert texts == [f"question {index:03d}" for index in range(turns - PAGE_RUNS)] + ["an edited question"]
     assert page.locator("[data-testid=notice]").is_hidden()
+
+
+def test_the_last_page_with_the_older_pages_prepended_folds_like_the_whole_view(server, new_page):
+    """SessionFold.prependPage: the page's fold of page + older pages is the whole view's, cursor included."""
+    session_id = import_session(server, PAGE_RUNS + 30)
+    server.wait_run_finished(server.start_run(session_id, "one more, run through the demo agent")["run_id"])
+    page = new_page()
+    open_session(page, server, session_id)
+    same = page.evaluate("""async (sessionId) => {
+        const { SessionFold } = await import('/static/fold.js');
+        const get = async (query) => (await fetch(`/api/sessions/${sessionId}${query}`)).json();
+        const whole = await get('?limit=200');
+        let view = await get('?limit=50');
+        const fold = new SessionFold(view);
+        let pages = 1;
+        while (view.has_more) {
+            view = await get(`?limit=50&before=${view.before}`);
+            fold.prependPage(view.messages);
+            pages += 1;
+        }
+        const expected = new SessionFold(whole);
+        return {pages, same: JSON.stringify(fold.messages()) === JSON.stringify(expected.messages()),
+                cursor: fold.cursorText === expected.cursorText, count: fold.messages().length};
+    }""", session_id)
+    assert same == {"pages": 2, "same": True, "cursor": True, "count": 2 * (PAGE_RUNS + 31)}
