@@ -1,8 +1,11 @@
 // The one JSON fetch wrapper: the server's error format becomes a thrown Error.
 
-/** `method path [body]` -> parsed JSON (null for 204); throws an Error with `status` and `body`. */
-export async function api(method, path, body) {
-  const options = { method, headers: { Accept: "application/json" }, cache: "no-store" };
+/**
+ * `method path [body]` -> parsed JSON (null for 204); throws an Error with `status` and `body`.
+ * `signal` (an AbortSignal) cancels the request: it then throws an `AbortError`.
+ */
+export async function api(method, path, body, { signal } = {}) {
+  const options = { method, headers: { Accept: "application/json" }, cache: "no-store", signal };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);

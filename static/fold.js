@@ -379,4 +379,18 @@ export class SessionFold {
   get cursorText() {
     return this.cursor ? `${this.cursor.runId}:${this.cursor.offset}` : null;
   }
+
+  /**
+   * Put an older page of the view (its `messages`) before the runs loaded. Those runs are
+   * finished, so they are seeded like the view's and the cursor is left alone: the stream
+   * goes on from where it was. Runs already loaded are kept as they are.
+   */
+  prependPage(messages) {
+    const older = new SessionFold({ messages, cursor: null });
+    const runs = new Map();
+    for (const [runId, run] of older.runs) if (!this.runs.has(runId)) runs.set(runId, run);
+    for (const [runId, run] of this.runs) runs.set(runId, run);
+    this.runs = runs;
+    for (const [runId, versions] of older.versions) if (!this.versions.has(runId)) this.versions.set(runId, versions);
+  }
 }

@@ -30,7 +30,7 @@ export function branchFromLocation() {
 export function navigate(sessionId, { replace = false } = {}) {
   const path = sessionId ? `/s/${sessionId}` : "/";
   if (location.pathname + location.search !== path) history[replace ? "replaceState" : "pushState"]({}, "", path);
-  openSession(sessionId);
+  return openSession(sessionId);
 }
 
 function closeStream() {
@@ -38,8 +38,13 @@ function closeStream() {
   state.stream = null;
 }
 
-function viewPath(sessionId, branch) {
-  return branch ? `/api/sessions/${sessionId}?branch=${encodeURIComponent(branch)}` : `/api/sessions/${sessionId}`;
+// Runs in a page of the view: the last page is what a session opens with (pages.js loads older ones).
+export const PAGE_RUNS = 50;
+
+/** The view's last page: of the latest branch, or of the branch through version `branch`. */
+export function viewPath(sessionId, branch) {
+  const path = `/api/sessions/${sessionId}?limit=${PAGE_RUNS}`;
+  return branch ? `${path}&branch=${encodeURIComponent(branch)}` : path;
 }
 
 /**
@@ -52,6 +57,7 @@ function viewPath(sessionId, branch) {
 export async function openSession(sessionId, { branch = null, keep = false } = {}) {
   const token = ++state.openToken;
   closeStream();
+  state.page = { before: null };
   if (!keep) {
     state.sessionId = sessionId;
     state.branch = null;
@@ -99,9 +105,10 @@ export async function openSession(sessionId, { branch = null, keep = false } = {
   ui.transcript.removeAttribute("aria-busy");
   state.fold = new SessionFold(view);
   state.branch = branch && !isLatestBranch(view) ? branch : null;
+  state.page = { before: view.has_more ? view.before : null };
   showBranchInUrl(sessionId);
   confirmPendingFromView();
-  const { messages, cursor, ...meta } = view; // the view is the metadata (settings too) plus messages
+  const { messages, cursor, has_more: hasMore, before, ...meta } = view; // the view is the metadata (settings too) plus messages
   setMeta(meta);
   renderAll();
   if (!keep) scrollToBottom(true);

@@ -192,7 +192,9 @@ function openDrawer() {
   document.body.classList.add("drawer-open");
   ui.backdrop.hidden = false;
   ui.menu.setAttribute("aria-expanded", "true");
-  ui.sidebar.querySelector(".session-link[aria-current], .session-link, button")?.focus();
+  // While search results stand in for the list, the search box is where to start.
+  const start = ui.sessionBrowse.hidden ? ui.searchInput : ui.sidebar.querySelector(".session-link[aria-current], .session-link, button");
+  start?.focus();
 }
 
 export function closeDrawer() {

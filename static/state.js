@@ -8,10 +8,14 @@ const $ = (id) => document.getElementById(id);
 export const ui = {
   sidebar: $("sidebar"), backdrop: $("backdrop"), menu: $("menu-button"),
   sessionList: $("session-list"), sessionEmpty: $("session-empty"), newSession: $("new-session"),
-  showMoreSessions: $("show-more-sessions"),
+  showMoreSessions: $("show-more-sessions"), sessionBrowse: $("session-browse"),
+  searchInput: $("search-input"), searchPane: $("search-pane"), searchStatus: $("search-status"),
+  searchResults: $("search-results"), importButton: $("import-button"), importInput: $("import-input"),
+  exportButton: $("export-button"), exportMenu: $("export-menu"), exportMarkdown: $("export-md"),
+  exportJson: $("export-json"),
   title: $("session-title"), renameForm: $("rename-form"), renameInput: $("rename-input"),
   renameButton: $("rename-button"), deleteButton: $("delete-button"), connection: $("connection"),
-  main: $("main"), transcript: $("transcript"), messages: $("messages"), welcome: $("welcome"), notice: $("notice"),
+  main: $("main"), transcript: $("transcript"), olderStatus: $("older-status"), messages: $("messages"), welcome: $("welcome"), notice: $("notice"),
   composer: $("composer"), input: $("composer-input"), send: $("send-button"), stop: $("stop-button"),
   attach: $("attach-button"), fileInput: $("file-input"), composerAttachments: $("composer-attachments"),
   dropHint: $("drop-hint"), liveStatus: $("live-status"), agent: $("agent-select"),
@@ -23,6 +27,7 @@ export const state = {
   meta: null,
   branch: null, // the older version whose branch is shown, or null: the latest branch
   fold: null,
+  page: { before: null }, // the older page still to load: `before` is the run id to ask before, or null
   stream: null,
   streamState: "idle",
   openToken: 0,

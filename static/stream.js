@@ -136,9 +136,9 @@ export class SessionStream {
     this.attempt += 1;
     this.timer = setTimeout(async () => {
       // An EventSource never shows us the status of a refused request: ask once, so a
-      // deleted session stops the loop instead of retrying forever.
+      // deleted session stops the loop instead of retrying forever. One run is enough to know.
       try {
-        const response = await fetch(`/api/sessions/${this.sessionId}`, { method: "GET", cache: "no-store" });
+        const response = await fetch(`/api/sessions/${this.sessionId}?limit=1`, { method: "GET", cache: "no-store" });
         if (response.status === 404) {
           this.handlers.onGone();
           return;

@@ -184,7 +184,7 @@ def test_every_action_has_a_name_that_says_what_it_does(rich_session, new_page):
         .map((button) => button.outerHTML.slice(0, 120))""")
     assert unnamed == []
     for name in ("Start a new chat", "Rename session", "Delete session", "Attach files", "Send message",
-                 "Copy message", "Copy python code"):
+                 "Copy message", "Copy python code", "Export chat", "Import chat"):
         assert page.get_by_role("button", name=name).count() >= 1, name
     assert page.get_by_role("button", name="Copy message").count() == 4  # two user turns, two answers
 
@@ -230,3 +230,36 @@ def test_the_branch_controls_and_the_edit_box_meet_aa_and_44_px(branched_session
     assert sorted(set(violations)) == []
     if device == "phone":
         assert sorted(set(small)) == []
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+def test_search_results_and_the_export_menu_pass_axe_with_44_px_targets(rich_session, new_page, scheme, device):
+    server, session_id, run_id = rich_session
+    options = PHONE if device == "phone" else {}
+    page = new_page(color_scheme=scheme, reduced_motion="reduce", **options)
+    open_session(page, server, session_id)
+    wait_status(page, run_id, "completed")
+    if device == "phone":
+        page.click("[data-testid=menu-button]")
+        page.wait_for_function("() => document.querySelector('[data-testid=sidebar]').getBoundingClientRect().x >= 0")
+    page.get_by_role("searchbox", name="Search chats").fill("screen")
+    page.wait_for_selector("[data-testid=search-result] mark")
+    assert page.locator("[data-testid=search-status]").text_content().endswith("match") or \
+        page.locator("[data-testid=search-status]").text_content().endswith("matches")
+    violations = axe(page)
+    small = page.evaluate(SMALL_TARGETS) if device == "phone" else []
+    page.get_by_role("searchbox", name="Search chats").fill("nothing like it")
+    page.wait_for_selector("[data-testid=search-status]:has-text('No matches')")
+    violations += axe(page)
+    if device == "phone":
+        page.keyboard.press("Escape")  # clears the search; the next closes the drawer
+        page.keyboard.press("Escape")
+        page.wait_for_function("() => !document.body.classList.contains('drawer-open')")
+    page.get_by_role("button", name="Export chat").click()
+    page.wait_for_selector("[data-testid=export-menu]:visible")
+    violations += axe(page)
+    if device == "phone":
+        small += page.evaluate(SMALL_TARGETS)
+    assert sorted({tuple(violation) for violation in violations}) == []
+    assert sorted(set(small)) == []

@@ -1,5 +1,7 @@
 """Reading the page and the journal the same way in every browser test."""
 
+import time
+
 from hermes_web.fold import fold
 from hermes_web.journal import read_entries
 
@@ -88,3 +90,26 @@ def assert_shows_journal(page, server, session_id: str, run_id: str) -> dict:
     assert page.locator(assistant_selector(run_id)).count() == 1
     assert page.locator("[data-pending]").count() == 0
     return expected
+
+
+def export_document(turns, title: str = "Imported chat") -> dict:
+    """A session export (PROTOCOL 2.6) of finished runs, each ``(user text, answer text)``."""
+    now = time.time() - len(turns)
+    messages = []
+    for index, (question, answer) in enumerate(turns):
+        run_id = f"old{index:04d}"
+        messages.append({"id": f"{run_id}-user", "role": "user", "run_id": run_id, "text": question,
+                         "attachments": [], "created_at": now + index})
+        messages.append({"id": f"{run_id}-answer", "role": "assistant", "run_id": run_id, "status": "completed",
+                         "text": answer, "reasoning": "", "tool_calls": [], "created_at": now + index,
+                         "finished_at": now + index})
+    return {"format": "hermes_web.session", "version": 1,
+            "session": {"id": "elsewhere", "title": title, "created_at": now, "updated_at": now},
+            "messages": messages}
+
+
+def import_chat(server, turns, title: str = "Imported chat") -> str:
+    """A new session holding ``turns`` (see ``export_document``), made the quick way: an import."""
+    status, body, _ = server.api("POST", "/api/sessions/import", export_document(turns, title))
+    assert status == 201, body
+    return body["id"]
