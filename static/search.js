@@ -9,7 +9,7 @@
 import { api } from "/static/api.js";
 import { revealRun } from "/static/pages.js";
 import { element } from "/static/render.js";
-import { navigate } from "/static/session.js";
+import { navigate, openSession } from "/static/session.js";
 import { state, ui } from "/static/state.js";
 
 const SEARCH_DELAY_MS = 150;
@@ -104,12 +104,17 @@ function renderResults(results, query) {
   else setStatus(results.length === 1 ? "1 match" : `${results.length} matches`);
 }
 
-/** Open the result's session; for a message, show it (older pages loaded as needed). */
+/** Open the result's session; for a message, show it (older pages loaded as needed, the
+ * branch through its version when it was replaced). */
 async function openFromResult(event, result) {
   if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
   event.preventDefault();
   await navigate(result.session_id);
-  if (result.run_id && state.sessionId === result.session_id) await revealRun(result.run_id);
+  if (!result.run_id || state.sessionId !== result.session_id) return;
+  if (await revealRun(result.run_id)) return;
+  // Not on the latest branch: a replaced version of a turn. Show the branch through it.
+  await openSession(result.session_id, { branch: result.run_id, keep: true });
+  if (state.sessionId === result.session_id) await revealRun(result.run_id);
 }
 
 function resultLinks() {

@@ -117,3 +117,26 @@ def test_keyboard_no_matches_a_refused_query_and_server_text_kept_as_text(server
 
     page.fill(BOX, "   ")  # only spaces: nothing to search, the list is back
     page.wait_for_selector("[data-testid=session-list]", state="visible")
+
+
+def test_a_match_in_a_replaced_version_opens_the_branch_through_it(server_factory, new_page):
+    server = server_factory(env={"HERMES_WEB_DEMO_DELAY_MS": "1"})
+    session_id = server.create_session()
+    first = server.start_run(session_id, "Name a colour like vermilion")["run_id"]
+    server.wait_run_finished(first)
+    status, body, _ = server.api("POST", f"/api/sessions/{session_id}/runs", {"text": "Name a fruit", "replaces": first})
+    assert status == 202, body
+    server.wait_run_finished(body["run_id"])
+    page = new_page()
+    open_session(page, server, session_id)
+    page.wait_for_selector("[data-testid=message-user] .user-text:has-text('Name a fruit')")
+    page.fill(BOX, "vermilion")
+    result = page.locator(f"{RESULT}[data-run-id='{first}']")
+    result.wait_for()
+    result.click()
+    user = page.locator(f"[data-testid=message-user][data-run-id='{first}']")
+    user.wait_for(timeout=30_000)
+    assert user.locator(".user-text").text_content() == "Name a colour like vermilion"
+    assert page.locator("[data-testid=message-user] .user-text:has-text('Name a fruit')").count() == 0
+    assert parse_qs(urlparse(page.url).query)["branch"] == [first]
+    assert page.get_by_role("button", name="Next version").is_enabled()
