@@ -41,7 +41,18 @@ class ShuttingDown(Exception):
 
 
 class InvalidReplaces(ValueError):
-    """``replaces`` does not name a finished run of the session (PROTOCOL 1.6)."""
+    """``replaces`` does not name a finished run on the session's active branch (PROTOCOL
+    1.6); the message says which of these it is not."""
+
+
+def check_replaces(tree, run_id: str) -> None:
+    """InvalidReplaces unless ``run_id`` is a run of ``tree``'s active branch. A version
+    that was itself replaced has nothing left to cut: the new run would only be added at
+    the end, its ``replaces`` ignored."""
+    if run_id not in tree:
+        raise InvalidReplaces(f"no run {run_id} in this session")
+    if run_id not in tree.active:
+        raise InvalidReplaces(f"run {run_id} was replaced by a newer version: replace the version on the active branch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,8 +198,8 @@ class RunManager:
             active = self.active_run_id(session_id)
             if active is not None:
                 raise RunConflict(active)
-            if replaces is not None and replaces not in self.views.session_runs(session_id).tree:
-                raise InvalidReplaces(replaces)
+            if replaces is not None:
+                check_replaces(self.views.session_runs(session_id).tree, replaces)
             run_id = new_run_id(session_id)
             existing = self.logs.runs(session_id)
             while existing and run_id <= existing[-1]:

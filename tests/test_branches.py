@@ -94,6 +94,24 @@ def test_replaces_must_name_a_finished_run_of_the_session(server_factory):
     assert finished(server, session_id, {"replaces": done})
 
 
+def test_a_version_that_was_replaced_cannot_be_replaced_again(server):
+    session_id = server.create_session()
+    first = finished(server, session_id, {"text": "first question"})
+    second = finished(server, session_id, {"text": "second question"})
+    regenerated = finished(server, session_id, {"replaces": second})
+    runs_before = sorted(path.name for path in server.journal_path(session_id, first).parent.iterdir())
+    for body in ({"replaces": second}, {"replaces": second, "text": "edited from the old version"}):
+        status, answer, _ = server.api("POST", f"/api/sessions/{session_id}/runs", body)
+        assert status == 400 and answer["error"]["code"] == "invalid_replaces", answer
+        assert "replaced" in answer["error"]["message"]
+    assert sorted(path.name for path in server.journal_path(session_id, first).parent.iterdir()) == runs_before
+    # The versions on the active branch still can be.
+    again = finished(server, session_id, {"replaces": regenerated})
+    view = server.api("GET", f"/api/sessions/{session_id}")[1]
+    assert [message["run_id"] for message in view["messages"]] == [first, first, again, again]
+    assert view["messages"][2]["alternatives"] == [second, regenerated, again]
+
+
 def test_the_session_stream_announces_a_replacing_run(server):
     from tests.support import SseClient
 

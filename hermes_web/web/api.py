@@ -3,7 +3,7 @@
 from flask import Blueprint, jsonify, request
 
 from hermes_web.agents import UnknownAgent, UnknownModel
-from hermes_web.runs import InvalidReplaces, RunConflict, RunNotOwned, ShuttingDown
+from hermes_web.runs import InvalidReplaces, RunConflict, RunNotOwned, ShuttingDown, check_replaces
 from hermes_web.search import MAX_QUERY_CHARS
 from hermes_web.services import service
 from hermes_web.session_settings import InvalidSetting, checked_run_model, checked_title, run_settings, validated_changes
@@ -162,8 +162,8 @@ def start_run(session_id):
     except RunConflict as conflict:
         raise ApiError(409, "run_active", f"session already has an active run {conflict.run_id}",
                        run_id=conflict.run_id) from None
-    except InvalidReplaces:
-        raise ApiError(400, "invalid_replaces", "replaces must name a finished run of this session") from None
+    except InvalidReplaces as error:
+        raise ApiError(400, "invalid_replaces", str(error)) from None
     except UnknownAgent:
         raise ApiError(400, "unknown_agent", f"no agent named {agent_name!r}") from None
     except ShuttingDown:
@@ -174,11 +174,12 @@ def start_run(session_id):
 
 
 def _replaced_user_message(session_id: str, run_id: str):
-    """The user message of the finished run ``run_id`` of this session, or 400."""
+    """The user message of the finished run ``run_id`` on the active branch, or 400."""
     views = service("views")
-    runs = views.session_runs(session_id)
-    if run_id not in runs.tree:
-        raise ApiError(400, "invalid_replaces", f"no run {run_id} in this session")
+    try:
+        check_replaces(views.session_runs(session_id).tree, run_id)
+    except InvalidReplaces as error:
+        raise ApiError(400, "invalid_replaces", str(error)) from None
     messages = views.run_messages(session_id, run_id)
     if not messages or messages[-1].get("status") == "running":
         raise ApiError(400, "invalid_replaces", f"run {run_id} has not finished")
