@@ -42,6 +42,7 @@ from hermes_web.logstore import (
     LogNotFound,
     StoreFull,
     is_terminal,
+    wait_settled,
 )
 from hermes_web.transcripts import transcript_run_ids
 from hermes_web.wakeup import CONTENT, ENTRIES, Beacons, Watcher
@@ -502,11 +503,7 @@ class FileRunLog:
         return OWNER_GONE_RECHECK_SECONDS
 
     def wait(self, after: int, timeout: float) -> bool:
-        pause = self.settle()
-        if pause == OWNER_GONE_RECHECK_SECONDS:
-            time.sleep(min(timeout, pause))
-            return True
-        return self._beacon.wait_past(self._seen, min(timeout, pause))
+        return wait_settled(self, self._beacon, self._seen, timeout)
 
     def _follow(self) -> None:
         """Have the watcher wake this run's tailers when another process appends to it."""

@@ -25,6 +25,7 @@ The contract, which ``tests/test_logstore_contract.py`` holds every implementati
   ``store_unavailable``); it recovers by itself once the store answers again.
 """
 
+import time
 from typing import Iterator, Optional, Protocol
 
 from hermes_web.records import TERMINAL_TYPES, is_terminal  # noqa: F401 - part of the interface
@@ -33,6 +34,17 @@ REMOTE_LIVENESS_SECONDS = 1.0
 # A run whose owner is gone but which cannot be finished (recovery failing) is rechecked
 # this often, so a reader never spins.
 OWNER_GONE_RECHECK_SECONDS = 0.05
+
+
+def wait_settled(log, beacon, seen, timeout: float) -> bool:
+    """``RunLog.wait`` for a log whose ``settle()`` says how long a wait may last: wake on
+    the run's beacon past generation ``seen``, or after that pause. A run whose owner is
+    gone only pauses (what remains to read is already stored) and counts as woken."""
+    pause = log.settle()
+    if pause == OWNER_GONE_RECHECK_SECONDS:
+        time.sleep(min(timeout, pause))
+        return True
+    return beacon.wait_past(seen, min(timeout, pause))
 
 
 class LogNotFound(LookupError):

@@ -142,6 +142,22 @@ class Damaged(Exception):
 METADATA_SETTLE_NS = 100_000_000
 
 
+def updated_meta(read, changes: dict) -> dict:
+    """The metadata ``read()`` returns with ``changes`` applied and ``updated_at`` (last
+    activity) bumped. Damaged metadata stays as it is (``read`` raises Damaged) unless the
+    change names a new title, which rewrites it whole from the placeholder."""
+    try:
+        meta = read()
+    except Damaged as damaged:
+        if "title" not in changes:
+            raise
+        meta = {key: value for key, value in damaged.placeholder.items() if key != "damaged"}
+        meta["created_at"] = meta["updated_at"] = time.time()
+    meta.update(changes)
+    meta["updated_at"] = max(time.time(), meta.get("updated_at", 0))
+    return meta
+
+
 class SessionStore:
     """Session metadata files (``sessions/<id>.json``), each replaced atomically."""
 
@@ -200,15 +216,7 @@ class SessionStore:
         """Apply ``changes`` and bump ``updated_at`` (last activity). Damaged metadata is
         left as it is (Damaged is raised) unless the change names a new title, which
         rewrites it whole."""
-        try:
-            meta = self.get(session_id)
-        except Damaged as damaged:
-            if "title" not in changes:
-                raise
-            meta = {key: value for key, value in damaged.placeholder.items() if key != "damaged"}
-            meta["created_at"] = meta["updated_at"] = time.time()
-        meta.update(changes)
-        meta["updated_at"] = max(time.time(), meta.get("updated_at", 0))
+        meta = updated_meta(lambda: self.get(session_id), changes)
         self._write(meta)
         return meta
 

@@ -83,14 +83,50 @@ def transcript_run_ids(path) -> list:
     return [run_id for run_id, _ in parse_transcript(data).runs]
 
 
+class TranscriptCache:
+    """Parsed transcripts by session, each under the version it was parsed from (a file's
+    identity, a Redis counter): least recently used first out, bounded by the bytes parsed."""
+
+    def __init__(self, max_bytes: int = MAX_CACHED_TRANSCRIPT_BYTES):
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._entries = collections.OrderedDict()  # session_id -> (version, Transcript)
+        self._bytes = 0
+
+    def get(self, session_id: str, version):
+        """The transcript cached for exactly this version, or None."""
+        with self._lock:
+            cached = self._entries.get(session_id)
+            if cached is None or cached[0] != version:
+                return None
+            self._entries.move_to_end(session_id)
+            return cached[1]
+
+    def put(self, session_id: str, version, transcript: Transcript) -> None:
+        with self._lock:
+            self._drop(session_id)
+            self._entries[session_id] = (version, transcript)
+            self._bytes += transcript.size
+            while self._bytes > self._max_bytes and len(self._entries) > 1:
+                _, (_, evicted) = self._entries.popitem(last=False)
+                self._bytes -= evicted.size
+
+    def forget(self, session_id: str) -> None:
+        with self._lock:
+            self._drop(session_id)
+
+    def _drop(self, session_id: str) -> None:
+        previous = self._entries.pop(session_id, None)
+        if previous is not None:
+            self._bytes -= previous[1].size
+
+
 class TranscriptStore:
     """Reads transcripts, each parsed once per version of the file (LRU of recent ones)."""
 
     def __init__(self, data_dir):
         self.data_dir = data_dir
-        self._lock = threading.Lock()
-        self._cache = collections.OrderedDict()  # session_id -> (signature, Transcript)
-        self._cached_bytes = 0
+        self._cache = TranscriptCache()
 
     def read(self, session_id: str) -> Transcript:
         """The session's transcript (EMPTY when it has none). OSError when unreadable."""
@@ -103,11 +139,9 @@ class TranscriptStore:
         try:
             stat = os.fstat(fd)
             signature = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-            with self._lock:
-                cached = self._cache.get(session_id)
-                if cached is not None and cached[0] == signature:
-                    self._cache.move_to_end(session_id)
-                    return cached[1]
+            cached = self._cache.get(session_id, signature)
+            if cached is not None:
+                return cached
             chunks = []
             while True:
                 chunk = os.read(fd, 1 << 20)
@@ -117,15 +151,7 @@ class TranscriptStore:
         finally:
             os.close(fd)
         transcript = parse_transcript(b"".join(chunks))
-        with self._lock:
-            previous = self._cache.pop(session_id, None)
-            if previous is not None:
-                self._cached_bytes -= previous[1].size
-            self._cache[session_id] = (signature, transcript)
-            self._cached_bytes += transcript.size
-            while self._cached_bytes > MAX_CACHED_TRANSCRIPT_BYTES and len(self._cache) > 1:
-                _, (_, evicted) = self._cache.popitem(last=False)
-                self._cached_bytes -= evicted.size
+        self._cache.put(session_id, signature, transcript)
         return transcript
 
     def create(self, session_id: str, messages) -> None:
@@ -140,7 +166,4 @@ class TranscriptStore:
         self.forget(session_id)
 
     def forget(self, session_id: str) -> None:
-        with self._lock:
-            previous = self._cache.pop(session_id, None)
-            if previous is not None:
-                self._cached_bytes -= previous[1].size
+        self._cache.forget(session_id)

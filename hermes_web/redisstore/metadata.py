@@ -11,8 +11,6 @@ A transcript is one string of JSONL (the file store's ``transcripts/<sid>.jsonl`
 version counter bumped with every change; readers parse it once per version.
 """
 
-import collections
-import threading
 import time
 
 import redis
@@ -20,8 +18,8 @@ import redis
 from hermes_web.codec import decode_line, encode_line
 from hermes_web.redisstore.client import KEYS, reaching
 from hermes_web.redisstore.notifier import message
-from hermes_web.store import Damaged, NotFound, _sort_time
-from hermes_web.transcripts import EMPTY, MAX_CACHED_TRANSCRIPT_BYTES, parse_transcript
+from hermes_web.store import Damaged, NotFound, _sort_time, updated_meta
+from hermes_web.transcripts import EMPTY, TranscriptCache, parse_transcript
 
 LIST_BATCH = 500
 MAX_UPDATE_ATTEMPTS = 20
@@ -59,15 +57,7 @@ class RedisSessionStore:
             with self.client.pipeline(transaction=True) as pipeline:
                 try:
                     pipeline.watch(key)
-                    try:
-                        meta = _decoded(session_id, pipeline.get(key))
-                    except Damaged as damaged:
-                        if "title" not in changes:
-                            raise
-                        meta = {k: v for k, v in damaged.placeholder.items() if k != "damaged"}
-                        meta["created_at"] = meta["updated_at"] = time.time()
-                    meta.update(changes)
-                    meta["updated_at"] = max(time.time(), meta.get("updated_at", 0))
+                    meta = updated_meta(lambda: _decoded(session_id, pipeline.get(key)), changes)
                     pipeline.multi()
                     self._write(pipeline, meta)
                     pipeline.execute()
@@ -125,9 +115,7 @@ class RedisTranscriptStore:
 
     def __init__(self, client):
         self.client = client
-        self._lock = threading.Lock()
-        self._cache = collections.OrderedDict()  # session_id -> (version, Transcript)
-        self._cached_bytes = 0
+        self._cache = TranscriptCache()
 
     @reaching
     def read(self, session_id: str):
@@ -135,22 +123,12 @@ class RedisTranscriptStore:
         if version is None:
             self.forget(session_id)
             return EMPTY
-        with self._lock:
-            cached = self._cache.get(session_id)
-            if cached is not None and cached[0] == version:
-                self._cache.move_to_end(session_id)
-                return cached[1]
+        cached = self._cache.get(session_id, version)
+        if cached is not None:
+            return cached
         version, data = self.client.mget(KEYS.transcript_version(session_id), KEYS.transcript(session_id))
         transcript = parse_transcript(data or b"")
-        with self._lock:
-            previous = self._cache.pop(session_id, None)
-            if previous is not None:
-                self._cached_bytes -= previous[1].size
-            self._cache[session_id] = (version, transcript)
-            self._cached_bytes += transcript.size
-            while self._cached_bytes > MAX_CACHED_TRANSCRIPT_BYTES and len(self._cache) > 1:
-                _, (_, evicted) = self._cache.popitem(last=False)
-                self._cached_bytes -= evicted.size
+        self._cache.put(session_id, version, transcript)
         return transcript
 
     @reaching
@@ -173,7 +151,4 @@ class RedisTranscriptStore:
         self.forget(session_id)
 
     def forget(self, session_id: str) -> None:
-        with self._lock:
-            previous = self._cache.pop(session_id, None)
-            if previous is not None:
-                self._cached_bytes -= previous[1].size
+        self._cache.forget(session_id)

@@ -4,7 +4,6 @@ Neither holds a connection of its own: each call borrows one from the store's po
 thousand viewers cost a thousand small objects, not a thousand connections.
 """
 
-import time
 
 from hermes_web.codec import decode_record
 from hermes_web.journal import READ_CHUNK_BYTES
@@ -14,6 +13,7 @@ from hermes_web.logstore import (
     LogNotFound,
     StoreUnavailable,
     is_terminal,
+    wait_settled,
 )
 from hermes_web.redisstore.client import KEYS, reaching
 
@@ -123,11 +123,7 @@ class RedisRunLog:
         return OWNER_GONE_RECHECK_SECONDS
 
     def wait(self, after: int, timeout: float) -> bool:
-        pause = self.settle()
-        if pause == OWNER_GONE_RECHECK_SECONDS:
-            time.sleep(min(timeout, pause))
-            return True
-        return self._beacon.wait_past(self._seen, min(timeout, pause))
+        return wait_settled(self, self._beacon, self._seen, timeout)
 
     def close(self) -> None:
         pass
