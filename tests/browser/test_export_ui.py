@@ -104,3 +104,29 @@ def test_the_export_menu_needs_a_chat_and_closes_with_escape(server, new_page):
     page.wait_for_selector("[data-testid=export-menu]", state="hidden")
     assert button.get_attribute("aria-expanded") == "false"
     assert page.evaluate("document.activeElement.id") == "export-button"
+
+
+def test_the_export_menu_opens_over_the_messages_on_a_phone(server_factory, new_page):
+    """The header is a layer of its own: the menu must not open under a message's controls
+    (the version switcher sits right below it at phone width)."""
+    server = server_factory(env={"HERMES_WEB_DEMO_DELAY_MS": "1"})
+    session_id = server.create_session()
+    first = server.start_run(session_id, "Name a colour for a kitchen wall")["run_id"]
+    server.wait_run_finished(first)
+    status, body, _ = server.api("POST", f"/api/sessions/{session_id}/runs", {"replaces": first})
+    assert status == 202, body
+    server.wait_run_finished(body["run_id"])
+    page = new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    open_session(page, server, session_id)
+    page.get_by_role("button", name="Next version").wait_for()
+    page.get_by_role("button", name="Export chat").click()
+    page.wait_for_selector("[data-testid=export-menu]:visible")
+    covered = page.evaluate("""() => [...document.querySelectorAll('[data-testid=export-menu] a')].flatMap((link) => {
+        const box = link.getBoundingClientRect();
+        const points = [[box.left + 4, box.top + 4], [box.right - 4, box.top + 4],
+                        [box.left + 4, box.bottom - 4], [box.right - 4, box.bottom - 4],
+                        [(box.left + box.right) / 2, (box.top + box.bottom) / 2]];
+        return points.filter(([x, y]) => !document.elementFromPoint(x, y)?.closest('[data-testid=export-menu]'))
+                     .map(([x, y]) => `${link.textContent} at ${Math.round(x)},${Math.round(y)}`);
+    })""")
+    assert covered == []
