@@ -55,7 +55,8 @@ def create_app(config: Config = None, offload=None) -> Flask:
     agents = build_agents(config, uploads=upload_store)  # tools read attachments through the store
     runs = RunManager(logs, metadata, transcripts, views, agents, redaction,
                       on_session_changed=streams.note_session_changed,
-                      default_agent=agents.default, search=search, decision_timeout=config.approval_timeout)
+                      default_agent=agents.default, search=search, decision_timeout=config.approval_timeout,
+                      run_timeout=config.run_timeout, silence_limit=config.run_silence)
     runs.init_app(app)
     sessions = Sessions(metadata, logs, transcripts, runs, views, streams, data_dir, search)
     sessions.init_app(app)

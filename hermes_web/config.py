@@ -69,6 +69,10 @@ class Config:
     # Seconds an approval or a clarifying question waits for a person before it is settled
     # by the timeout (an approval as "deny").
     approval_timeout: float = 300.0
+    # The run watchdog: the longest a run may last, and the longest its agent may give no
+    # sign of life while nobody is asked anything; either ends the run failed.
+    run_timeout: float = 1800.0
+    run_silence: float = 300.0
     # Exact secret values the server knows (provider keys, its password): always masked.
     known_secrets: tuple = dataclasses.field(default=(), repr=False)
     # Who may talk to the server (docs/security.md). Extra Host names ("*" turns the check off).
@@ -110,6 +114,10 @@ class Config:
             raise ConfigError("HERMES_WEB_HERMES_BASE_URL must be an http:// or https:// URL with a host")
         if not 0 < self.approval_timeout <= 86400:
             raise ConfigError("HERMES_WEB_APPROVAL_TIMEOUT_S must be in (0, 86400] seconds")
+        if not 0 < self.run_timeout <= 7 * 86400:
+            raise ConfigError("HERMES_WEB_RUN_TIMEOUT_S must be in (0, 604800] seconds")
+        if not 0 < self.run_silence <= 7 * 86400:
+            raise ConfigError("HERMES_WEB_RUN_SILENCE_S must be in (0, 604800] seconds")
         if self.openai_base_url and not _is_http_url(self.openai_base_url):
             # The value is not echoed: a URL may carry credentials.
             raise ConfigError("HERMES_WEB_OPENAI_BASE_URL must be an http:// or https:// URL with a host, "
@@ -197,6 +205,8 @@ class Config:
             "HERMES_WEB_MAX_CONNECTIONS_PER_CLIENT": ("max_connections_per_client", int),
             "HERMES_WEB_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", int),
             "HERMES_WEB_APPROVAL_TIMEOUT_S": ("approval_timeout", _parse_number),
+            "HERMES_WEB_RUN_TIMEOUT_S": ("run_timeout", _parse_number),
+            "HERMES_WEB_RUN_SILENCE_S": ("run_silence", _parse_number),
             "HERMES_WEB_HERMES_PYTHON": ("hermes_python", str),
             "HERMES_WEB_HERMES_BASE_URL": ("hermes_base_url", str),
             "HERMES_WEB_HERMES_MODEL": ("hermes_model", str),

@@ -17,6 +17,9 @@ TERMINAL_STATUS = {
 }
 
 
+_ANY_CALL = object()
+
+
 def attachment_url(session_id: str, attachment_id: str) -> str:
     return f"/api/sessions/{session_id}/attachments/{attachment_id}"
 
@@ -64,6 +67,7 @@ class RunFold:
         self.tool_calls = {}  # call_id -> dict, insertion-ordered: the order they began
         self.approvals = {}  # approval_id -> dict, in the order they were asked
         self.questions = {}  # question_id -> dict, likewise
+        self.activity = None  # what the running turn waits on now (the last status record)
         self.records = 0
         self.damaged = 0
         self.offset = 0
@@ -108,11 +112,18 @@ class RunFold:
                 "is_error": False,
                 "duration_ms": None,
             }
+        elif kind == "status":
+            state = record.get("state")
+            if isinstance(state, str) and state:
+                detail = record.get("detail")
+                self.activity = {"state": state, "detail": detail if isinstance(detail, str) else "",
+                                 "call_id": record.get("call_id"), "since": record.get("ts")}
         elif kind == "tool.output":
             call = self.tool_calls.get(record.get("call_id"))
             if call is not None:
                 call["result"] = (call["result"] or "") + record.get("text", "")
         elif kind == "tool.finished":
+            self._settle_activity("running_tool", record.get("call_id"))
             call = self.tool_calls.get(record.get("call_id"))
             if call is not None:
                 is_error = bool(record.get("is_error"))
@@ -135,6 +146,7 @@ class RunFold:
                 "by": None,
             }
         elif kind == "approval.resolved":
+            self._settle_activity("waiting_for_approval")
             approval = self.approvals.get(record.get("approval_id"))
             if approval is not None:
                 approval.update(status="resolved", choice=record.get("choice"), by=record.get("by"))
@@ -150,6 +162,7 @@ class RunFold:
                 "by": None,
             }
         elif kind == "question.answered":
+            self._settle_activity("waiting_for_answer")
             question = self.questions.get(record.get("question_id"))
             if question is not None:
                 question.update(status="resolved", answer=record.get("answer"), by=record.get("by"))
@@ -170,6 +183,7 @@ class RunFold:
             elif kind == "run.cancelled":
                 self.cancelled_by = record.get("by")
         if self.finished:
+            self.activity = None  # nothing is awaited any more
             # A terminal run has no running tool left: the card shows how it ended.
             for call in self.tool_calls.values():
                 if call["status"] == "running":
@@ -181,6 +195,12 @@ class RunFold:
             for request in (*self.approvals.values(), *self.questions.values()):
                 if request["status"] == "pending":
                     request["status"] = "expired"
+
+    def _settle_activity(self, state: str, call_id=_ANY_CALL) -> None:
+        """The wait the activity names is over (a tool finished, a person decided)."""
+        activity = self.activity
+        if activity is not None and activity["state"] == state and (call_id is _ANY_CALL or activity["call_id"] == call_id):
+            self.activity = None
 
     def messages(self) -> list:
         """The run as ``[user_message, assistant_message]`` (fresh dicts)."""
@@ -237,6 +257,8 @@ class RunFold:
             assistant_message["questions"] = [dict(item, choices=list(item["choices"])) for item in self.questions.values()]
         if self.damaged:
             assistant_message["damaged"] = self.damaged
+        if self.activity is not None:
+            assistant_message["activity"] = dict(self.activity)
         return [user_message, assistant_message]
 
 

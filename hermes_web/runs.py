@@ -20,6 +20,15 @@ from hermes_web.store import Damaged, NotFound
 log = logging.getLogger(__name__)
 
 CANCEL_WAIT_SECONDS = 2.0
+# The watchdog's limits (HERMES_WEB_RUN_TIMEOUT_S, HERMES_WEB_RUN_SILENCE_S): how long a
+# run may last, and how long its agent may give no sign (no record, no heartbeat) while
+# nobody is asked anything. Either ends the run failed and stops its agent.
+DEFAULT_RUN_TIMEOUT_SECONDS = 1800.0
+DEFAULT_SILENCE_SECONDS = 300.0
+# After the watchdog stopped a run, how long its agent has to return before the watchdog
+# writes the terminal record itself (an agent stuck in a call that ignores its cancel).
+STOP_GRACE_SECONDS = 5.0
+HEARTBEAT = "heartbeat"  # an agent's sign of life: never journaled
 DISK_FULL = {"type": "DiskFull", "message": "the disk that holds the journals is full: the run stopped after "
              "what it had written. Free some space, then send the message again."}
 
@@ -67,7 +76,7 @@ class RunLocation:
 
 class _Run:
     __slots__ = ("run_id", "session_id", "writer", "cancel", "cancelled_by", "finishing", "done", "thread", "answer",
-                 "lock", "decisions")
+                 "lock", "decisions", "filters", "started_at", "last_sign", "stopped", "stopped_at", "ended")
 
     def __init__(self, run_id, session_id, writer):
         self.run_id = run_id
@@ -82,13 +91,19 @@ class _Run:
         # Appends come from the run's thread and from whichever thread settles a decision.
         self.lock = threading.RLock()
         self.decisions = None
+        self.filters = None
+        self.started_at = self.last_sign = time.monotonic()
+        self.stopped = None  # the watchdog's error, once it stopped the run
+        self.stopped_at = None
+        self.ended = False  # its terminal record is written (or given up on)
 
 
 class RunManager:
     """Owns this process's active runs and their writers."""
 
     def __init__(self, logs, sessions, transcripts, views, agents, redaction, on_session_changed,
-                 default_agent: str = "demo", search=None, decision_timeout: float = DEFAULT_TIMEOUT_SECONDS):
+                 default_agent: str = "demo", search=None, decision_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                 run_timeout: float = DEFAULT_RUN_TIMEOUT_SECONDS, silence_limit: float = DEFAULT_SILENCE_SECONDS):
         self.logs = logs
         self.sessions = sessions
         self.transcripts = transcripts
@@ -99,6 +114,9 @@ class RunManager:
         self.on_session_changed = on_session_changed  # session_id -> None
         self.search = search
         self.decision_timeout = decision_timeout
+        self.run_timeout = run_timeout
+        self.silence_limit = silence_limit
+        self._watchdog = None
         self._lock = threading.Lock()
         self._runs = {}  # run_id -> _Run
         self._by_session = {}  # session_id -> run_id
@@ -221,10 +239,12 @@ class RunManager:
             except LogExists:
                 raise RunConflict(run_id) from None
             run = _Run(run_id, session_id, writer)
+            run.filters = filters
             run.decisions = RunDecisions(lambda record: self._append(run, filters, record), run.cancel, self.decision_timeout)
             writer.on_cancel = lambda by, run=run: self._request_local_cancel(run, by)
             self._runs[run_id] = run
             self._by_session[session_id] = run_id
+            self._start_watchdog()
         # From here on the run exists: any failure before its thread runs still ends it.
         try:
             self._touch_session(session_id, agent=agent.name, model=model)
@@ -322,10 +342,13 @@ class RunManager:
         terminal = None
         try:
             for event in agent.stream(request, run.cancel):
+                run.last_sign = time.monotonic()
                 if run.cancel.is_set():
                     break
                 if not isinstance(event, dict) or is_terminal(event) or event.get("type") == "run.started":
                     raise TypeError(f"agent yielded an invalid event: {event!r:.200}")
+                if event.get("type") == HEARTBEAT:
+                    continue
                 self._append(run, filters, event)
         except StoreFull as full:
             log.warning("run %s stopped: the journal's disk is full (%s)", run.run_id, full)
@@ -333,6 +356,8 @@ class RunManager:
         except Exception as exc:  # the agent or provider failed: the run says why
             log.warning("run %s failed: %s", run.run_id, exc)
             terminal = {"type": "run.failed", "error": {"type": type(exc).__name__, "message": str(exc)}}
+        if run.stopped is not None:
+            terminal = {"type": "run.failed", "error": dict(run.stopped)}  # what the agent said next is moot
         if terminal is None:
             if run.cancel.is_set() and run.cancelled_by is None:
                 terminal = {"type": "run.interrupted", "reason": "server shutdown"}
@@ -342,9 +367,59 @@ class RunManager:
                 terminal = {"type": "run.completed"}
         self._end(run, filters, terminal)
 
+    # ------------------------------------------------------------ the watchdog
+
+    def _start_watchdog(self) -> None:
+        """One thread for all runs of this process, started with the first run."""
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, name="run-watchdog", daemon=True)
+            self._watchdog.start()
+
+    def _watch(self) -> None:
+        tick = max(0.05, min(1.0, self.run_timeout / 10, self.silence_limit / 10))
+        while True:
+            time.sleep(tick)
+            for run in list(self._runs.values()):
+                try:
+                    self._check(run, time.monotonic())
+                except Exception:
+                    log.exception("run %s: the watchdog could not check it", run.run_id)
+
+    def _check(self, run: _Run, now: float) -> None:
+        if run.ended:
+            return
+        if run.stopped is not None:
+            if not run.done.is_set() and now - run.stopped_at >= STOP_GRACE_SECONDS:
+                log.warning("run %s: its agent did not stop within %g s; ending it without it", run.run_id,
+                            STOP_GRACE_SECONDS)
+                self._end(run, run.filters, {"type": "run.failed", "error": dict(run.stopped)})
+            return
+        if run.cancel.is_set():
+            return  # a cancel or a shutdown is ending it already
+        if run.decisions is not None and run.decisions.pending():
+            run.last_sign = now  # a person is asked: that wait has its own timeout
+        if now - run.started_at >= self.run_timeout:
+            error = {"type": "RunTimedOut", "message": (
+                f"the run was stopped after {self.run_timeout:g} s, the longest a run may last "
+                "(HERMES_WEB_RUN_TIMEOUT_S); what it had written is kept")}
+        elif now - run.last_sign >= self.silence_limit:
+            error = {"type": "AgentSilent", "message": (
+                f"the agent gave no sign of life for {self.silence_limit:g} s (HERMES_WEB_RUN_SILENCE_S), "
+                "so the run was stopped; what it had written is kept")}
+        else:
+            return
+        log.warning("run %s: %s", run.run_id, error["message"])
+        run.stopped, run.stopped_at = error, now
+        run.cancel.set()  # the agent stops (a Hermes worker is killed if it does not)
+
     def _end(self, run: _Run, filters, terminal: dict) -> None:
         """Settle what still waits for a decision, write the terminal record (durably), close
-        the writer, forget the run."""
+        the writer, forget the run. Once: a later call (the run's own thread, after the
+        watchdog ended it without it) does nothing."""
+        with run.lock:
+            if run.ended:
+                return
+            run.ended = True
         try:
             run.decisions.close()
         except Exception:

@@ -85,6 +85,7 @@ export class RunFold {
     this.toolCalls = new Map(); // call_id -> call, in the order they began
     this.approvals = new Map(); // approval_id -> approval, in the order they were asked
     this.questions = new Map(); // question_id -> question, likewise
+    this.activity = null; // what the running turn waits on now (the last status record)
     this.records = 0;
     this.damaged = 0;
     this.offset = 0;
@@ -111,6 +112,7 @@ export class RunFold {
     run.finishedAt = assistant.finished_at ?? null;
     run.offset = parseCursor(assistant.cursor)?.offset ?? 0;
     run.damaged = assistant.damaged || 0;
+    run.activity = assistant.activity ? { ...assistant.activity } : null;
     return run;
   }
 
@@ -153,10 +155,22 @@ export class RunFold {
         is_error: false,
         duration_ms: null,
       });
+    } else if (kind === "status") {
+      const state = get(record, "state");
+      if (typeof state === "string" && state) {
+        const detail = get(record, "detail");
+        this.activity = {
+          state,
+          detail: typeof detail === "string" ? detail : "",
+          call_id: get(record, "call_id"),
+          since: get(record, "ts"),
+        };
+      }
     } else if (kind === "tool.output") {
       const call = this.toolCalls.get(get(record, "call_id"));
       if (call) call.result = (call.result || "") + get(record, "text", "");
     } else if (kind === "tool.finished") {
+      this.settleActivity("running_tool", get(record, "call_id"));
       const call = this.toolCalls.get(get(record, "call_id"));
       if (call) {
         const isError = Boolean(record.is_error);
@@ -178,6 +192,7 @@ export class RunFold {
         by: null,
       });
     } else if (kind === "approval.resolved") {
+      this.settleActivity("waiting_for_approval");
       const approval = this.approvals.get(get(record, "approval_id"));
       if (approval) Object.assign(approval, { status: "resolved", choice: get(record, "choice"), by: get(record, "by") });
     } else if (kind === "question.asked") {
@@ -192,6 +207,7 @@ export class RunFold {
         by: null,
       });
     } else if (kind === "question.answered") {
+      this.settleActivity("waiting_for_answer");
       const question = this.questions.get(get(record, "question_id"));
       if (question) Object.assign(question, { status: "resolved", answer: get(record, "answer"), by: get(record, "by") });
     } else if (kind === "title") {
@@ -206,6 +222,7 @@ export class RunFold {
       else if (kind === "run.cancelled") this.cancelledBy = get(record, "by");
     }
     if (this.finished) {
+      this.activity = null; // nothing is awaited any more
       // A terminal run has no running tool left: the card shows how it ended.
       for (const call of this.toolCalls.values()) {
         if (call.status === "running") {
@@ -218,6 +235,14 @@ export class RunFold {
       for (const request of [...this.approvals.values(), ...this.questions.values()]) {
         if (request.status === "pending") request.status = "expired";
       }
+    }
+  }
+
+  /** The wait the activity names is over (a tool finished, a person decided). */
+  settleActivity(state, callId = undefined) {
+    const activity = this.activity;
+    if (activity !== null && activity.state === state && (callId === undefined || activity.call_id === callId)) {
+      this.activity = null;
     }
   }
 
@@ -268,6 +293,7 @@ export class RunFold {
     if (this.approvals.size) assistant.approvals = [...this.approvals.values()].map(copyRequest);
     if (this.questions.size) assistant.questions = [...this.questions.values()].map(copyRequest);
     if (this.damaged) assistant.damaged = this.damaged;
+    if (this.activity !== null) assistant.activity = { ...this.activity };
     return [structuredClone(user), assistant];
   }
 }

@@ -204,6 +204,53 @@ function statusText(message) {
   return STATUS_LABEL[message.status] || "";
 }
 
+// What a running turn waits on (its last `status` record), in words.
+const ACTIVITY_LABEL = {
+  waiting_for_model: "Waiting for the model",
+  running_tool: "Running a tool",
+  waiting_for_approval: "Waiting for your approval",
+  waiting_for_answer: "Waiting for your answer",
+};
+
+/** "12 s", "3 min 05 s": how long a wait has lasted. */
+export function elapsedText(seconds) {
+  const whole = Math.max(0, Math.floor(seconds));
+  if (whole < 60) return `${whole} s`;
+  return `${Math.floor(whole / 60)} min ${String(whole % 60).padStart(2, "0")} s`;
+}
+
+function activityText(activity, now = Date.now() / 1000) {
+  const words = activity.detail || ACTIVITY_LABEL[activity.state] || "Working";
+  const label = words.charAt(0).toUpperCase() + words.slice(1);
+  return typeof activity.since === "number" ? `${label} · ${elapsedText(now - activity.since)}` : label;
+}
+
+// One clock for every visible wait: its elapsed time goes on while no record arrives.
+let activityClock = null;
+function tickActivities() {
+  const shown = document.querySelectorAll(".turn-activity:not([hidden])");
+  for (const node of shown) {
+    if (node.activity) node.textContent = activityText(node.activity);
+  }
+  if (!shown.length) {
+    clearInterval(activityClock);
+    activityClock = null;
+  }
+}
+
+function updateActivity(node, message) {
+  const activity = message.status === "running" ? message.activity : null;
+  node.hidden = !activity;
+  node.activity = activity || null;
+  if (!activity) {
+    delete node.dataset.state;
+    return;
+  }
+  node.dataset.state = activity.state;
+  node.textContent = activityText(activity);
+  if (activityClock === null) activityClock = setInterval(tickActivities, 1000);
+}
+
 function toolCard(call) {
   const card = element("details", { class: "tool-card", "data-testid": "tool-card", "data-call-id": call.id });
   const summary = element("summary", {},
@@ -256,8 +303,9 @@ function assistantSkeleton(node) {
   const tools = element("div", { class: "tools", "data-testid": "tool-list" });
   const text = element("div", { class: "markdown", "data-testid": "message-text" });
   const status = element("div", { class: "turn-status", "data-testid": "turn-status", role: "status" });
+  const activity = element("div", { class: "turn-activity", "data-testid": "turn-activity", hidden: true });
   node.append(element("div", { class: "avatar", "aria-hidden": "true", text: "H" }),
-    element("div", { class: "turn-body" }, reasoning, tools, text, status, messageFoot("turn-meta", "assistant")));
+    element("div", { class: "turn-body" }, reasoning, tools, text, activity, status, messageFoot("turn-meta", "assistant")));
 }
 
 /** An assistant turn: reasoning, tool cards in order, markdown text, status line. */
@@ -294,6 +342,8 @@ export function updateAssistantMessage(node, message) {
   text.rawText = source;
   updateMarkdown(text, source, { streaming });
   text.classList.toggle("is-streaming", streaming);
+
+  updateActivity(node.querySelector(".turn-activity"), message);
 
   const status = node.querySelector(".turn-status");
   const label = statusText(message);

@@ -10,7 +10,7 @@ import { toLogin } from "/static/api.js";
 
 const RECORD_TYPES = [
   "run.started", "text.delta", "reasoning.delta", "tool.started", "tool.output", "tool.finished",
-  "title", "usage", "approval.requested", "approval.resolved", "question.asked", "question.answered",
+  "title", "usage", "status", "approval.requested", "approval.resolved", "question.asked", "question.answered",
   "run.completed", "run.failed", "run.cancelled", "run.interrupted",
   "record.damaged", // a line that is not a record: its cursor still counts (PROTOCOL 1.4)
 ];

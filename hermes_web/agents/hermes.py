@@ -28,6 +28,8 @@ from hermes_web.uploads import UnknownAttachment
 AGENT_NAME = "hermes"
 # How often a run looks at its cancel flag while Hermes works (the Agent contract: 100 ms).
 POLL_SECONDS = 0.1
+# What a ``status`` record says the run waits on (docs/journal-format.md).
+STATES = ("waiting_for_model", "running_tool", "waiting_for_approval", "waiting_for_answer")
 PROBE_TIMEOUT_SECONDS = 30.0
 _MODEL_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -137,6 +139,12 @@ class HermesAgent:
                     yield {"type": "text.delta", "text": str(event.get("text") or "")}
                 elif kind == "reasoning":
                     yield {"type": "reasoning.delta", "text": str(event.get("text") or "")}
+                elif kind == "alive":
+                    yield {"type": "heartbeat"}  # the worker works: the run's silence limit starts over
+                elif kind == "status":
+                    status = _status(event, call_ids)
+                    if status is not None:
+                        yield status
                 elif kind == "tool.started":
                     call_id = _run_call_id(event.get("call_id"), call_ids)
                     yield {"type": "tool.started", "call_id": call_id, "name": event.get("name"), "args": event.get("args")}
@@ -226,6 +234,17 @@ class HermesAgent:
         finally:
             if partial.exists():
                 partial.unlink()
+
+
+def _status(event: dict, call_ids: dict):
+    """The run's ``status`` record for a worker's status event (None for an unknown state)."""
+    if event.get("state") not in STATES:
+        return None
+    status = {"type": "status", "state": event["state"], "detail": str(event.get("detail") or "")[:200]}
+    call_id = call_ids.get(event.get("call_id"))
+    if call_id:
+        status["call_id"] = call_id
+    return status
 
 
 def _run_call_id(provider_id, call_ids: dict) -> str:

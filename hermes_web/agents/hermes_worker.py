@@ -13,18 +13,31 @@ The protocol (one JSON object per line):
   ``reasoning`` (``text``), ``tool.started`` (``call_id``, ``name``, ``args``),
   ``tool.finished`` (``call_id``, ``result``, ``is_error``, ``duration_ms``), ``approval``
   (``id``, ``call_id``, ``title``, ``detail``, ``choices``) and ``question`` (``id``,
-  ``call_id``, ``question``, ``choices``), which wait for a ``decision``; then ``done``
-  (``usage``, ``interrupted``, ``failed``, ``error``) or ``error`` (``message``).
+  ``call_id``, ``question``, ``choices``), which wait for a ``decision``; ``status``
+  (``state``, ``detail``, ``call_id``: what Hermes waits on now, see STATES); ``alive``
+  every HEARTBEAT_SECONDS while a job runs; then ``done`` (``usage``, ``interrupted``,
+  ``failed``, ``error``) or ``error`` (``message``).
 - server → worker: ``run`` (the job), ``decision`` (``id``, ``value``), ``interrupt``.
   End of input means the server is gone: the run is interrupted and the worker exits.
 """
 
+import contextvars
 import json
 import os
 import sys
 import threading
 import time
 
+# What a status event says Hermes waits on: the model (its main requests and the auxiliary
+# one that judges a flagged command), a tool, or a person.
+STATES = ("waiting_for_model", "running_tool", "waiting_for_approval", "waiting_for_answer")
+# A job's worker says it is alive this often, so a worker that stopped (wedged, stopped by
+# a signal, its pipe stuck) is told apart from one whose model takes long.
+HEARTBEAT_SECONDS = 2.0
+# Hermes's "smart" approvals ask its auxiliary model whether a flagged command is safe; with
+# its SDK's own timeout and retries a provider that never answers that request holds the
+# command for 90 s and more. Past this bound the command is put to the person instead.
+SMART_APPROVAL_SECONDS = 10.0
 CLARIFY_UNANSWERED = ("The user did not provide a response within the time limit. "
                       "Use your best judgement to make the choice and proceed.")
 
@@ -121,6 +134,13 @@ def run_job(job: dict, protocol: Protocol) -> int:
         protocol.gone.set()
         interrupt("hermes_web went away")
 
+    def status(state, detail="", call_id=None):
+        protocol.emit(type="status", state=state, detail=detail, call_id=call_id)
+
+    def on_step(api_call_count=None, *_):
+        number = f" (request {api_call_count})" if isinstance(api_call_count, int) and api_call_count > 1 else ""
+        status("waiting_for_model", f"waiting for the model{number}")
+
     def on_text(text):
         if text:
             protocol.emit(type="text", text=text)
@@ -141,6 +161,7 @@ def run_job(job: dict, protocol: Protocol) -> int:
     def on_tool_start(call_id, name, args):
         started[call_id] = (name, time.monotonic())
         protocol.emit(type="tool.started", call_id=call_id, name=name, args=args)
+        status("running_tool", f"running {name}", call_id)
 
     def on_progress(event, name=None, preview=None, args=None, **details):
         if event == "tool.completed":
@@ -160,20 +181,28 @@ def run_job(job: dict, protocol: Protocol) -> int:
             choices = ["once", "session", "always", "deny"]
         else:
             choices = ["once", "session", "deny"]
-        choice = protocol.ask("approval", "deny", call_id=call_of(("terminal", "execute_code")), title=description or "",
+        call_id = call_of(("terminal", "execute_code"))
+        status("waiting_for_approval", "waiting for a person to approve a command", call_id)
+        choice = protocol.ask("approval", "deny", call_id=call_id, title=description or "",
                               detail=command or "", choices=choices)
         return choice if choice in choices else "deny"
 
     def on_clarify(question, choices):
-        answer = protocol.ask("question", "", call_id=call_of(("clarify",)), question=question or "",
+        call_id = call_of(("clarify",))
+        status("waiting_for_answer", "waiting for a person to answer a question", call_id)
+        answer = protocol.ask("question", "", call_id=call_id, question=question or "",
                               choices=list(choices or []))
         return answer if answer.strip() else CLARIFY_UNANSWERED
 
     threading.Thread(target=read_input, name="hermes-web-input", daemon=True).start()
+    threading.Thread(target=_heartbeat, args=(protocol,), name="hermes-web-alive", daemon=True).start()
+    _bound_smart_approval(approval, status)
+    status("waiting_for_model", "preparing the turn (Hermes asks the provider about the model first)")
     try:
         agent = _build_agent(job, dict(
             stream_delta_callback=on_text, reasoning_callback=on_reasoning, tool_start_callback=on_tool_start,
             tool_complete_callback=on_tool_complete, tool_progress_callback=on_progress, clarify_callback=on_clarify,
+            step_callback=on_step,
         ))
         # Both, on the thread that runs the turn (Hermes hands them on to its tool threads):
         # without the interactive context a dangerous command runs with no callback at all.
@@ -198,6 +227,44 @@ def run_job(job: dict, protocol: Protocol) -> int:
         error=result.get("error") or (result.get("final_response") if result.get("failed") else None),
     )
     return 0
+
+
+def _heartbeat(protocol: Protocol) -> None:
+    while not protocol.gone.wait(HEARTBEAT_SECONDS):
+        protocol.emit(type="alive")
+
+
+def _bound_smart_approval(approval_module, status) -> None:
+    """Hermes's smart approval, said in a status and bounded by SMART_APPROVAL_SECONDS: past
+    that its verdict is "escalate" (a person decides) while its request is left to end on
+    its own."""
+    judge = getattr(approval_module, "_smart_approve", None)
+    if judge is None or getattr(judge, "bounded", False):
+        return
+
+    def bounded(command, description, *args, **kwargs):
+        status("waiting_for_model", "asking the model whether a flagged command is safe to run")
+        verdict = ["escalate"]
+        context = contextvars.copy_context()  # Hermes keeps the turn's runtime in context variables
+
+        def ask():
+            try:
+                verdict[0] = context.run(judge, command, description, *args, **kwargs)
+            except Exception:  # its own failures escalate too
+                pass
+
+        asking = threading.Thread(target=ask, name="hermes-web-smart-approval", daemon=True)
+        asking.start()
+        asking.join(SMART_APPROVAL_SECONDS)
+        if asking.is_alive():
+            return "escalate"
+        if verdict[0] == "approve":
+            call_id = _current_call_id(approval_module)
+            status("running_tool", "running the command the model judged safe", call_id)
+        return verdict[0]
+
+    bounded.bounded = True
+    approval_module._smart_approve = bounded
 
 
 def _build_agent(job: dict, callbacks: dict):
