@@ -1,6 +1,9 @@
 """A stand-in for a remote OpenAI-compatible provider, speaking its real wire protocol over a
 real loopback socket: ``POST /v1/chat/completions`` answered with a chunked
-``text/event-stream`` of chunks (or an error body), and ``GET /v1/models``.
+``text/event-stream`` of chunks when the request asks to stream, else with the same answer as
+one ``chat.completion`` JSON body (or an error body); and ``GET /v1/models``. Every request
+it gets (any method and path) is noted in ``log``: method, path, the ``stream`` flag and the
+role of the last message.
 
 Tests register a script: a list of responses, one per model request of a run (the last one
 repeats). The user message ``script <token>`` plays it; each later request of the same run
@@ -39,6 +42,13 @@ class Stream:
 
 
 @dataclass
+class Hold:
+    """No answer at all: the request is held open until the client gives up."""
+
+    seconds: float = 3600.0
+
+
+@dataclass
 class Reply:
     """Any other answer: a status, a body and its content type."""
 
@@ -49,9 +59,16 @@ class Reply:
 
 
 class FakeOpenAI:
-    def __init__(self, models=None, api_key=None):
+    def __init__(self, models=None, api_key=None, streaming=True):
         self.scripts = {}
         self.requests = []  # {"path", "headers", "body"} of every chat request
+        # Every request: {"method", "path", "stream", "last_role", "at" (time.monotonic())}.
+        self.log = []
+        # False: every answer is one JSON body, also to a request that asks to stream (a
+        # server or proxy that cannot stream and ignores the flag).
+        self.streaming = streaming
+        # body -> response for a chat request no script plays (None: echo its last message).
+        self.unscripted = None
         self.closed = []  # (token, time.monotonic()) when a client closed a stream early
         self.models = models  # ids served by /v1/models; None answers 404
         self.models_requests = 0
@@ -125,7 +142,15 @@ def _handler(fake: FakeOpenAI):
             # for the client's delayed ACK (40 ms a chunk on Linux).
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+        def _note(self, body=None):
+            messages = body.get("messages") if isinstance(body, dict) else None
+            last = messages[-1] if isinstance(messages, list) and messages and isinstance(messages[-1], dict) else {}
+            fake.log.append({"method": self.command, "path": self.path,
+                             "stream": body.get("stream") if isinstance(body, dict) else None,
+                             "last_role": last.get("role"), "at": time.monotonic()})
+
         def do_GET(self):
+            self._note()
             if self.path == "/v1/models":
                 fake.models_requests += 1
                 if fake.models is None:
@@ -137,6 +162,7 @@ def _handler(fake: FakeOpenAI):
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            self._note(body)
             fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
             if self.path != "/v1/chat/completions":
                 return self._reply(Reply(404, {"error": {"message": f"unknown path {self.path}"}}))
@@ -146,13 +172,24 @@ def _handler(fake: FakeOpenAI):
                     "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}))
             token = _token_of(body)
             script = fake.scripts.get(token)
-            if script is None:
+            response = None
+            if script is None and fake.unscripted is not None:
+                response = fake.unscripted(body)
+            if response is None and script is None:
                 text = user_text(body["messages"][-1])
                 response = Stream(provider_streams.openai_text([word + " " for word in text.split()], model=body["model"]))
-            else:
+            elif response is None:
                 response = script[min(_step_of(body), len(script) - 1)]
             if isinstance(response, Reply):
                 return self._reply(response)
+            if isinstance(response, Hold):
+                self._wait(response.seconds, token)
+                self.close_connection = True
+                return
+            if not body.get("stream") or not fake.streaming:
+                if response.hold and not self._wait(response.hold, token):
+                    return
+                return self._reply(Reply(200, provider_streams.completion_of(response.items)))
             self._stream(response, token)
 
         def _stream(self, response: Stream, token):

@@ -22,10 +22,12 @@ needs_hermes = pytest.mark.skipif(not _hermes_importable(),
                                   reason=f"Hermes Agent is not installed for {HERMES_PYTHON}: run `make hermes-deps`")
 
 
-def make_hermes_home(directory):
+def make_hermes_home(directory, approvals="manual"):
     """A Hermes configuration of its own, as a user's ``~/.hermes`` would be. Approvals are
-    manual: the default ("smart") lets Hermes's auxiliary model decide first."""
-    (directory / "config.yaml").write_text("approvals:\n  mode: manual\n")
+    manual unless asked otherwise: Hermes's default ("smart", ``approvals=None``: a new
+    user's empty configuration) lets its auxiliary model judge a flagged command first."""
+    if approvals is not None:
+        (directory / "config.yaml").write_text(f"approvals:\n  mode: {approvals}\n")
     return directory
 
 

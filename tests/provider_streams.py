@@ -103,3 +103,34 @@ def openrouter_mid_stream_error(pieces, message="Provider returned error") -> li
 def cut_off_text(pieces) -> list:
     """Text that stops: no finish reason (the caller ends the stream without [DONE])."""
     return [chunk({"role": "assistant", "content": ""})] + [chunk({"content": piece}) for piece in pieces]
+
+
+def completion_of(items) -> dict:
+    """The ``chat.completion`` a server answers without streaming, with what ``items`` stream."""
+    content, reasoning, calls, finish, usage, model = "", "", {}, None, None, "fake-model"
+    for item in items:
+        if not isinstance(item, dict):
+            continue  # an SSE comment
+        model = item.get("model", model)
+        usage = item.get("usage") or usage
+        for choice in item.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content += delta.get("content") or ""
+            reasoning += delta.get("reasoning_content") or delta.get("reasoning") or ""
+            for call in delta.get("tool_calls") or ():
+                slot = calls.setdefault(call.get("index", 0), {"id": None, "type": "function",
+                                                               "function": {"name": "", "arguments": ""}})
+                slot["id"] = call.get("id") or slot["id"]
+                function = call.get("function") or {}
+                if function.get("name") and not slot["function"]["name"]:
+                    slot["function"]["name"] = function["name"]
+                slot["function"]["arguments"] += function.get("arguments") or ""
+            finish = choice.get("finish_reason") or finish
+    message = {"role": "assistant", "content": content or None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if calls:
+        message["tool_calls"] = [calls[index] for index in sorted(calls)]
+    return {"id": "chatcmpl-9xYz", "object": "chat.completion", "created": CREATED, "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish or "stop"}],
+            "usage": usage or {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}

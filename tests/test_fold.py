@@ -194,3 +194,44 @@ def test_fold_of_consecutive_runs_gives_a_pair_per_run():
     assert [messages[1]["text"], messages[3]["text"], messages[2]["text"]] == ["one", "two", "again"]
     assert messages[3]["cursor"] == f"r2:{second[-1][1]}"
     assert fold([]) == [] and fold(entries_of([text("orphan")])) == []
+
+
+def status(state, call_id=None, detail="", ts=14.0):
+    record = {"type": "status", "ts": ts, "state": state, "detail": detail}
+    if call_id is not None:
+        record["call_id"] = call_id
+    return record
+
+
+def activity_after(*records):
+    return fold([(record, index + 1) for index, record in enumerate(records)])[1].get("activity")
+
+
+def test_a_status_record_is_what_the_running_turn_waits_on_until_that_wait_is_over():
+    assert activity_after(started()) is None
+    assert activity_after(started(), status("waiting_for_model", detail="waiting for the model", ts=20.5)) == {
+        "state": "waiting_for_model", "detail": "waiting for the model", "call_id": None, "since": 20.5}
+    # A later status replaces it; text streaming under it does not.
+    assert activity_after(started(), status("waiting_for_model"), text("a"), status("running_tool", "c1"),
+                          text("b"))["state"] == "running_tool"
+    # The tool it names finishing ends it; another tool finishing does not.
+    running = (started(), tool_started("c1"), tool_started("c2"), status("running_tool", "c1"))
+    assert activity_after(*running, tool_finished("c2"))["call_id"] == "c1"
+    assert activity_after(*running, tool_finished("c1")) is None
+    # A person deciding ends a wait for them, not a wait for something else.
+    asked = {"type": "approval.requested", "ts": 15.0, "approval_id": "apr_1", "title": "t", "detail": "d",
+             "choices": ["once", "deny"]}
+    resolved = {"type": "approval.resolved", "ts": 16.0, "approval_id": "apr_1", "choice": "deny", "by": "user"}
+    assert activity_after(started(), status("waiting_for_approval"), asked, resolved) is None
+    assert activity_after(started(), status("waiting_for_model"), asked, resolved)["state"] == "waiting_for_model"
+    question = {"type": "question.asked", "ts": 15.0, "question_id": "q_1", "question": "?", "choices": []}
+    answered = {"type": "question.answered", "ts": 16.0, "question_id": "q_1", "answer": "x", "by": "user"}
+    assert activity_after(started(), status("waiting_for_answer"), question, answered) is None
+    # Malformed states are ignored, a detail that is not text is empty.
+    assert activity_after(started(), status("waiting_for_model"), status(7), status(""))["state"] == "waiting_for_model"
+    assert activity_after(started(), {"type": "status", "ts": 1.0, "state": "x", "detail": ["no"]})["detail"] == ""
+
+
+@pytest.mark.parametrize("terminal", ["run.completed", "run.failed", "run.cancelled", "run.interrupted"])
+def test_an_ended_run_waits_on_nothing(terminal):
+    assert activity_after(started(), status("waiting_for_model"), {"type": terminal, "ts": 30.0}) is None

@@ -107,7 +107,7 @@ def build_agents(config, uploads=None) -> Agents:
 def _hermes_agent(config, uploads, taken: bool):
     settings = HermesSettings(python=config.hermes_python, base_url=config.hermes_base_url, model=config.hermes_model,
                               api_key=config.hermes_api_key, toolsets=config.hermes_toolsets,
-                              pass_env=config.hermes_pass_env)
+                              pass_env=config.hermes_pass_env, stream=config.hermes_stream)
     wanted = bool(config.hermes_python) or config.default_agent == HERMES_AGENT
     if taken:
         if config.hermes_python:

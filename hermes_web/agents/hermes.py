@@ -51,6 +51,7 @@ class HermesSettings:
     api_key: str = dataclasses.field(default="", repr=False)
     toolsets: tuple = ()  # Hermes toolset names ("" = what Hermes's CLI enables)
     pass_env: tuple = ()  # more variables of the server's environment the worker may see
+    stream: bool = True  # False: Hermes asks its provider without streaming
 
     @property
     def interpreter(self) -> str:
@@ -119,6 +120,7 @@ class HermesAgent:
                 "model": request.model or self.settings.model,
                 "toolsets": list(self.settings.toolsets),
                 "system_prompt": request.settings.system_prompt,
+                "stream": self.settings.stream,
             },
         }
         try:
@@ -169,7 +171,8 @@ class HermesAgent:
                     yield {"type": "usage", "input_tokens": usage.get("input_tokens") or 0,
                            "output_tokens": usage.get("output_tokens") or 0}
                     if event.get("failed") and not cancel.is_set():
-                        raise HermesFailed(str(event.get("error") or "Hermes Agent reported that the turn failed"))
+                        raise HermesFailed(_explained(str(event.get("error") or "Hermes Agent reported that the turn failed"),
+                                                      self.settings.stream))
                     return
                 elif kind == "error":
                     raise HermesFailed(str(event.get("message") or "Hermes Agent failed"))
@@ -234,6 +237,14 @@ class HermesAgent:
         finally:
             if partial.exists():
                 partial.unlink()
+
+
+def _explained(error: str, streaming: bool) -> str:
+    """Hermes's own words, with what to do when they mean the provider cannot stream."""
+    if streaming and "empty stream" in error.lower():
+        return (f"{error} (a provider that cannot stream answers a streamed request with one JSON body: "
+                "set HERMES_WEB_HERMES_STREAM=0 for it)")
+    return error
 
 
 def _status(event: dict, call_ids: dict):

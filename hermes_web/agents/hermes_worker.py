@@ -115,6 +115,7 @@ def run_job(job: dict, protocol: Protocol) -> int:
     state = {"agent": None, "interrupted": False}
     started = {}  # call_id -> (tool name, monotonic start) of the calls in flight
     completed = {}  # thread id -> (name, is_error): what tool.completed said, for the next call
+    streamed = {"text": False}  # whether any answer text came through the stream callback
 
     def interrupt(reason: str) -> None:
         state["interrupted"] = True
@@ -141,8 +142,14 @@ def run_job(job: dict, protocol: Protocol) -> int:
         number = f" (request {api_call_count})" if isinstance(api_call_count, int) and api_call_count > 1 else ""
         status("waiting_for_model", f"waiting for the model{number}")
 
+    def on_lifecycle(kind=None, message=None, *_):
+        # Hermes's own words about a wait: a retry, a fallback, a compression of the context.
+        if isinstance(message, str) and message.strip():
+            status("waiting_for_model", " ".join(message.split())[:200])
+
     def on_text(text):
         if text:
+            streamed["text"] = True
             protocol.emit(type="text", text=text)
 
     def on_reasoning(text):
@@ -202,7 +209,7 @@ def run_job(job: dict, protocol: Protocol) -> int:
         agent = _build_agent(job, dict(
             stream_delta_callback=on_text, reasoning_callback=on_reasoning, tool_start_callback=on_tool_start,
             tool_complete_callback=on_tool_complete, tool_progress_callback=on_progress, clarify_callback=on_clarify,
-            step_callback=on_step,
+            step_callback=on_step, status_callback=on_lifecycle,
         ))
         # Both, on the thread that runs the turn (Hermes hands them on to its tool threads):
         # without the interactive context a dangerous command runs with no callback at all.
@@ -219,6 +226,9 @@ def run_job(job: dict, protocol: Protocol) -> int:
         protocol.emit(type="error", message=f"{type(error).__name__}: {error}")
         return 0
     result = result or {}
+    final = result.get("final_response")
+    if not streamed["text"] and not result.get("failed") and isinstance(final, str) and final:
+        protocol.emit(type="text", text=final)  # not streamed (a provider that cannot): the answer, whole
     protocol.emit(
         type="done",
         usage={"input_tokens": result.get("input_tokens") or 0, "output_tokens": result.get("output_tokens") or 0},
@@ -292,6 +302,8 @@ def _build_agent(job: dict, callbacks: dict):
     kwargs["model"] = settings.get("model") or _configured_model()
     agent = AIAgent(**kwargs)
     agent._environment_probe = False  # see _quiet_probes
+    if settings.get("stream") is False:
+        agent._disable_streaming = True  # what Hermes sets itself once a provider says it cannot stream
     return agent
 
 

@@ -110,6 +110,7 @@ class OpenAICompatibleAgent:
         tokens_in = tokens_out = 0
         for step in range(1, endpoint.max_steps + 1):
             completion = Completion()
+            yield waiting_for_model(step)
             stream = self._provider.stream(dict(body, messages=messages), cancel)
             for chunk in stream:
                 yield from completion.feed(chunk)
@@ -137,6 +138,8 @@ class OpenAICompatibleAgent:
                     return
                 args, problem = parse_arguments(call.arguments)
                 yield {"type": "tool.started", "call_id": call_id, "name": call.name, "args": args}
+                yield {"type": "status", "state": "running_tool", "detail": f"running {call.name or 'a tool'}"[:200],
+                       "call_id": call_id}
                 started = time.monotonic()
                 outcome = self._toolset.call(call.name, call.arguments if problem else args, context)
                 yield {
@@ -159,6 +162,12 @@ class OpenAICompatibleAgent:
         if len(data) > MAX_IMAGE_BYTES:
             return None
         return f"data:{item['mime']};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def waiting_for_model(step: int) -> dict:
+    """The ``status`` record said before each request to the model (the first one is step 1)."""
+    return {"type": "status", "state": "waiting_for_model",
+            "detail": "waiting for the model" + (f" (request {step})" if step > 1 else "")}
 
 
 def _call_id(provider_id: str, used: set) -> str:

@@ -1,6 +1,6 @@
 """Choosing the agent: the picker appears only when the server offers more than one."""
 
-from tests.browser.ui import assert_shows_journal, open_session, send_message, wait_status
+from tests.browser.ui import assert_shows_journal, assistant_selector, open_session, send_message, wait_status
 from tests.fake_openai import FakeOpenAI
 
 
@@ -105,4 +105,44 @@ def test_the_settings_dialog_sets_the_system_prompt_and_temperature(server_facto
         page.click("[data-testid=settings-cancel]")
         dialog.wait_for(state="hidden")
     finally:
+        provider.stop()
+
+
+def test_a_turn_says_what_it_waits_on_and_for_how_long_across_a_reload(server_factory, new_page):
+    import threading
+
+    from tests import provider_streams
+    from tests.fake_openai import Stream
+
+    provider = FakeOpenAI().start()
+    release = threading.Event()
+    try:
+        server = server_factory(env={"HERMES_WEB_OPENAI_BASE_URL": provider.url, "HERMES_WEB_DEFAULT_AGENT": "openai"})
+        session_id = server.create_session()
+        page = new_page()
+        open_session(page, server, session_id)
+        # The model's first answer is held until released: nothing arrives meanwhile.
+        script = provider.script(
+            Stream(provider_streams.openai_tool_calls([("call_w", "calculator", {"expression": "6*7"})]), gates={0: release}),
+            Stream(provider_streams.openai_text(["Forty-two."])))
+        run_id = send_message(page, script)
+        activity = page.locator(f"{assistant_selector(run_id)} [data-testid=turn-activity]")
+        activity.wait_for(state="visible")
+        assert activity.inner_text().startswith("Waiting for the model · ")
+        # The clock goes on though no record arrives.
+        page.wait_for_function(
+            """(selector) => /· [2-9] s$/.test(document.querySelector(selector).textContent)""",
+            arg=f"{assistant_selector(run_id)} [data-testid=turn-activity]", timeout=10000)
+        # A reload shows the same wait, from the session view.
+        page.reload()
+        activity = page.locator(f"{assistant_selector(run_id)} [data-testid=turn-activity]")
+        activity.wait_for(state="visible")
+        assert activity.inner_text().startswith("Waiting for the model · ")
+        assert activity.get_attribute("data-state") == "waiting_for_model"
+        release.set()
+        wait_status(page, run_id, "completed")
+        assert activity.is_hidden()
+        assert_shows_journal(page, server, session_id, run_id)
+    finally:
+        release.set()
         provider.stop()

@@ -166,8 +166,14 @@ def test_approvals_and_questions_fold_identically_and_continue_from_any_view(ser
     assert [(q["status"], q["answer"], q["by"]) for q in first["questions"]] == [
         ("resolved", "ni l'un ni l'autre: vert", "user"), ("resolved", "", "timeout")]
     assert second["approvals"][0]["status"] == "expired" and second["questions"][0]["status"] == "resolved"
-    # While it waited, the same card was pending.
-    assert expected[3][1]["approvals"][0]["status"] == "pending"
+    # While it waited, the same card was pending, and the turn said it waited for a person.
+    assert expected[6][1]["approvals"][0]["status"] == "pending"
+    assert expected[6][1]["activity"]["state"] == "waiting_for_approval"
+    # Settled: the wait is over; the next status is what the turn waits on then; an ended run waits on nothing.
+    assert expected[7][1]["activity"]["state"] == "waiting_for_approval" and "activity" not in expected[8][1]
+    assert expected[9][1]["activity"] == expected[10][1]["activity"] == {"state": "running_tool", "detail": "running terminal", "call_id": "c1",
+                                          "since": 1700000100.32}
+    assert "activity" not in first and "activity" not in second
 
 
 def _cursor_of(entries):
