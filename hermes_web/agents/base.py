@@ -50,9 +50,11 @@ class AgentRequest:
 class Agent(Protocol):
     """A provider. ``stream`` yields non-terminal events as dicts with a ``type``
     (``text.delta``, ``reasoning.delta``, ``tool.started``, ``tool.finished``, ``tool.output``,
-    ``title``, ``usage``); returning ends the run as completed, raising ends it as failed
-    (the exception's message is shown). It must check ``cancel`` at least every 100 ms and
-    return promptly once it is set.
+    ``title``, ``usage``, and ``status`` whenever it starts waiting on the model, a tool or a
+    person); returning ends the run as completed, raising ends it as failed (the exception's
+    message is shown). It must check ``cancel`` at least every 100 ms and return promptly
+    once it is set. A ``heartbeat`` event is never journaled: it tells the run's watchdog
+    the agent is alive while it has nothing to show (docs/agents.md).
 
     ``model`` is the default model; ``models()`` lists the ones a run may name (it may ask
     the provider, so it may take a moment) and ``accepts(model)`` says whether a run may
