@@ -21,23 +21,18 @@ import time
 
 from common import ROOT, print_table, running_server, temp_dir, verdict
 
-from tests import provider_streams as streams
-from tests.fake_openai import FakeOpenAI, Stream
-from tests.hermes_support import _hermes_importable, hermes_env, make_hermes_home
+from tests.fake_openai import FakeOpenAI
+from tests.hermes_support import _hermes_importable, answer, hermes_env, make_hermes_home, terminal_call
 from tests.support import SseClient
 
 ROUNDS = 5
 GOAL_SECONDS = 2.0
 
 
-def tool_call(call_id, command):
-    return Stream(streams.openai_tool_calls([(call_id, "terminal", {"command": command})]))
-
-
 def timed_turn(server, provider, command, deny=False) -> dict:
     """Seconds from the run's start to each record type's first arrival (and ``denied``)."""
     session_id = server.create_session()
-    text = provider.script(tool_call("call_b", command), Stream(streams.openai_text(["Done."])))
+    text = provider.script(terminal_call("call_b", command), answer("Done."))
     run_id = server.start_run(session_id, text)["run_id"]
     client = SseClient(server.url, f"/api/runs/{run_id}/events", timeout=120)
     seen = {}

@@ -6,6 +6,8 @@ import subprocess
 
 import pytest
 
+from tests import provider_streams as streams
+from tests.fake_openai import Stream
 from tests.support import ROOT
 
 HERMES_PYTHON = os.environ.get("HERMES_WEB_TEST_HERMES_PYTHON") or str(ROOT / ".venv-hermes" / "bin" / "python")
@@ -41,3 +43,13 @@ def hermes_env(provider, hermes_home, **env) -> dict:
         # The server's own secrets, which a worker must never see.
         "OPENAI_API_KEY": "sk-server-only-secret-0123456789abcdef", **env,
     }
+
+
+def terminal_call(call_id, command):
+    """The model's answer that calls Hermes's ``terminal`` tool with ``command``."""
+    return Stream(streams.openai_tool_calls([(call_id, "terminal", {"command": command})]))
+
+
+def answer(text):
+    """The model's answer in plain text."""
+    return Stream(streams.openai_text([text]))

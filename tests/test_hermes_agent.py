@@ -19,7 +19,7 @@ import pytest
 
 from tests import provider_streams as streams
 from tests.fake_openai import FakeOpenAI, Stream
-from tests.hermes_support import hermes_env, make_hermes_home, needs_hermes
+from tests.hermes_support import answer, hermes_env, make_hermes_home, needs_hermes, terminal_call
 from tests.support import ServerProcess, SseClient
 
 TERMINAL = ("run.completed", "run.failed", "run.cancelled", "run.interrupted")
@@ -47,14 +47,6 @@ def server(tmp_path_factory, provider, hermes_home):
     server = start_server(tmp_path_factory, provider, hermes_home)
     yield server
     server.stop()
-
-
-def terminal_call(call_id, command):
-    return Stream(streams.openai_tool_calls([(call_id, "terminal", {"command": command})]))
-
-
-def answer(text):
-    return Stream(streams.openai_text([text]))
 
 
 def run_until(server, session_id, text, timeout=90, **fields):

@@ -21,7 +21,7 @@ from hermes_web.agents.hermes_worker import SMART_APPROVAL_SECONDS
 from hermes_web.records import TERMINAL_TYPES
 from tests import provider_streams as streams
 from tests.fake_openai import FakeOpenAI, Hold, Stream
-from tests.hermes_support import hermes_env, make_hermes_home, needs_hermes
+from tests.hermes_support import answer, hermes_env, make_hermes_home, needs_hermes, terminal_call
 from tests.support import ServerProcess, SseClient
 from tests.test_hermes_agent import processes_in, wait_until, workspace
 
@@ -64,14 +64,6 @@ def server(tmp_path_factory, provider):
     server = start_server(tmp_path_factory, provider)
     yield server
     server.stop()
-
-
-def terminal_call(call_id, command):
-    return Stream(streams.openai_tool_calls([(call_id, "terminal", {"command": command})]))
-
-
-def answer(text):
-    return Stream(streams.openai_text([text]))
 
 
 def follow(server, session_id, text, on_record=None, timeout=90):

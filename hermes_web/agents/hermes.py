@@ -20,6 +20,7 @@ import threading
 
 from hermes_web.agents.base import AgentRequest, title_for
 from hermes_web.agents.conversation import assistant_messages
+from hermes_web.agents.hermes_worker import STATES
 from hermes_web.agents.hermes_workers import ENDED, NOTHING, Worker, WorkerPool, worker_environment
 from hermes_web.fsutil import ensure_dir
 from hermes_web.ids import is_valid_id, new_call_id
@@ -28,8 +29,6 @@ from hermes_web.uploads import UnknownAttachment
 AGENT_NAME = "hermes"
 # How often a run looks at its cancel flag while Hermes works (the Agent contract: 100 ms).
 POLL_SECONDS = 0.1
-# What a ``status`` record says the run waits on (docs/journal-format.md).
-STATES = ("waiting_for_model", "running_tool", "waiting_for_approval", "waiting_for_answer")
 PROBE_TIMEOUT_SECONDS = 30.0
 _MODEL_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
