@@ -15,10 +15,10 @@ import time
 
 from common import print_table, temp_dir, verdict
 
-from hermes_web.compaction import Options, compact
-from hermes_web.ids import new_run_id
-from hermes_web.journal import Durability, JournalWriter
-from hermes_web.store import DataDir, SessionStore
+from hermes_web.compaction.files import Options, compact
+from hermes_web.core.ids import new_run_id
+from hermes_web.store.files.journal import Durability, JournalWriter
+from hermes_web.store.datadir import DataDir, SessionStore
 
 SESSIONS = 10
 RUNS_PER_SESSION = 20

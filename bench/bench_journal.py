@@ -15,8 +15,8 @@ import time
 
 from common import ROOT, print_table, temp_dir, verdict
 
-from hermes_web.codec import encode_record
-from hermes_web.journal import Durability, JournalWriter
+from hermes_web.core.codec import encode_record
+from hermes_web.store.files.journal import Durability, JournalWriter
 
 # Records are prepared in advance (and cycled), so producing them is not measured.
 RECORDS_PER_TRIAL = 20_000
@@ -119,11 +119,11 @@ class CountingOffload:
 
 
 def load_redaction():
-    """The real redaction filter, or None while ``hermes_web/redact.py`` does not exist."""
+    """The real redaction filter, or None while ``hermes_web/redaction/redactor.py`` does not exist."""
     if not (ROOT / "hermes_web" / "redact.py").exists():
         return None
-    from hermes_web.record_redaction import RecordRedaction
-    from hermes_web.redact import Redactor
+    from hermes_web.redaction.records import RecordRedaction
+    from hermes_web.redaction.redactor import Redactor
 
     return RecordRedaction(Redactor())
 
@@ -174,7 +174,7 @@ def main() -> int:
     print(f"interval policy: {min(group_commits)}-{max(group_commits)} group fsyncs per {SPAN_SECONDS:.1f} s trial "
           f"({SPAN_SECONDS / INTERVAL_SECONDS:.0f} intervals)")
     if redaction is None:
-        print("redaction: hermes_web/redact.py not present, not measured")
+        print("redaction: hermes_web/redaction/redactor.py not present, not measured")
     passed = verdict(
         f"default policy >= {GOAL_RATIO}x raw os.write",
         statistics.median(results["interval 0.2 s (default)"]) / raw >= GOAL_RATIO,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common import print_table, verdict
 
-from hermes_web.redact import Redactor
+from hermes_web.redaction.redactor import Redactor
 
 TARGET_CHARS = 5_000_000
 TRIALS = 5

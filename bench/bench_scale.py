@@ -25,8 +25,8 @@ import time
 
 from common import MANY_VIEWERS_ENV, ServerProcess, cpu_seconds, print_table, raise_open_file_limit, temp_dir, verdict
 
-from hermes_web.codec import encode_record
-from hermes_web.ids import new_run_id, new_session_id
+from hermes_web.core.codec import encode_record
+from hermes_web.core.ids import new_run_id, new_session_id
 
 QUICK = os.environ.get("HERMES_BENCH_QUICK") == "1"
 SCALE = 10 if QUICK else 1

@@ -16,7 +16,7 @@ import time
 from common import (MANY_VIEWERS_ENV, ROOT, free_port, print_table, raise_open_file_limit, rss_kib, running_server,
                     temp_dir, verdict)
 
-from hermes_web.serve import LISTEN_BACKLOG
+from hermes_web.cli.serve import LISTEN_BACKLOG
 
 STEP_CONNECTIONS = 2000
 # The serve process raises its open-file limit to the hard limit (20,000 here): the last

@@ -14,8 +14,8 @@ import time
 
 from common import format_ms, print_table, running_server, summary, temp_dir, verdict
 
-from hermes_web.journal import Durability, JournalWriter
-from hermes_web.store import DataDir, SessionStore
+from hermes_web.store.files.journal import Durability, JournalWriter
+from hermes_web.store.datadir import DataDir, SessionStore
 
 LONG_RUN_RECORDS = 100_000
 SHORT_RUN_RECORDS = 100

@@ -1,3 +1,3 @@
-from hermes_web.cli import main
+from hermes_web.cli.main import main
 
 raise SystemExit(main())

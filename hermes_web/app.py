@@ -5,23 +5,23 @@ import threading
 
 from flask import Flask
 
-from hermes_web.agents import build_agents
-from hermes_web.config import Config
-from hermes_web.filestore import FileLogStore
-from hermes_web.fsutil import ensure_dir
-from hermes_web.journal import Durability
-from hermes_web.logstore import StoreUnavailable
-from hermes_web.record_redaction import RecordRedaction
-from hermes_web.redact import Redactor
-from hermes_web.runs import RunManager
-from hermes_web.search import SearchIndex
-from hermes_web.services import register
-from hermes_web.sessions import Sessions
-from hermes_web.store import DataDir, SessionStore
-from hermes_web.streams import Streams
-from hermes_web.transcripts import TranscriptStore
-from hermes_web.uploads import UploadStore
-from hermes_web.views import SessionViews
+from hermes_web.runs.agents import build_agents
+from hermes_web.core.config import Config
+from hermes_web.store.files.logs import FileLogStore
+from hermes_web.core.fsutil import ensure_dir
+from hermes_web.store.files.journal import Durability
+from hermes_web.store.logstore import StoreUnavailable
+from hermes_web.redaction.records import RecordRedaction
+from hermes_web.redaction.redactor import Redactor
+from hermes_web.runs.manager import RunManager
+from hermes_web.read.search import SearchIndex
+from hermes_web.core.services import register
+from hermes_web.runs.sessions import Sessions
+from hermes_web.store.datadir import DataDir, SessionStore
+from hermes_web.read.streams import Streams
+from hermes_web.store.transcripts import TranscriptStore
+from hermes_web.store.uploads import UploadStore
+from hermes_web.read.views import SessionViews
 from hermes_web.web.json_provider import JournalJSONProvider
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def create_app(config: Config = None, offload=None) -> Flask:
     if recovered:
         log.warning("recovered %d interrupted run(s)", recovered)
     if config.store_url:
-        from hermes_web.redisstore.search_feed import SearchFeed
+        from hermes_web.read.search_feed import SearchFeed
 
         SearchFeed(search, sessions, views).follow(logs.notifier)
     if search.needs_build():
@@ -98,7 +98,7 @@ def _open_stores(config, data_dir, durability):
     ``HERMES_WEB_STORE``."""
     if not config.store_url:
         return FileLogStore(data_dir, durability).open_index(), SessionStore(data_dir), TranscriptStore(data_dir)
-    from hermes_web.redisstore import durability_warnings, open_stores
+    from hermes_web.store.redis import durability_warnings, open_stores
 
     stores = open_stores(config, durability)
     for warning in durability_warnings(stores.logs.client, config.fsync_policy):
@@ -119,7 +119,7 @@ def _build_search(search, sessions, views) -> None:
 
 def shutdown(app) -> None:
     """End every running run (``run.interrupted``) and flush the journals."""
-    from hermes_web.services import find_service
+    from hermes_web.core.services import find_service
 
     runs = find_service(app, "runs")
     runs.shutdown()

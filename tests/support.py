@@ -235,7 +235,7 @@ def assert_sse_headers(client: "SseClient") -> None:
 _URL_MAP_SCRIPT = """
 import json, sys
 from hermes_web.app import create_app
-from hermes_web.config import Config
+from hermes_web.core.config import Config
 app = create_app(Config(data_dir=sys.argv[1]))
 values = json.loads(sys.argv[2])
 adapter = app.url_map.bind("127.0.0.1")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from hermes_web import auth
+from hermes_web.security import auth
 from tests.support import ROOT
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hermes_web.branches import RunTree, page
+from hermes_web.read.branches import RunTree, page
 
 
 @pytest.mark.parametrize("runs, active", [

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from hermes_web.config import Config, ConfigError
+from hermes_web.core.config import Config, ConfigError
 from tests.packaging import declared_version
 from tests.support import ROOT, free_port
 

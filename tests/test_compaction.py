@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from hermes_web import compaction
-from hermes_web.compaction import CompactionLock, Options, compact
-from hermes_web.ids import new_run_id
-from hermes_web.journal import Durability, JournalWriter, recover
-from hermes_web.store import DataDir, SessionStore
-from hermes_web.filestore import FileLogStore
-from hermes_web.transcripts import TranscriptStore
-from hermes_web.views import SessionViews
+from hermes_web.compaction import files as compaction
+from hermes_web.compaction.files import CompactionLock, Options, compact
+from hermes_web.core.ids import new_run_id
+from hermes_web.store.files.journal import Durability, JournalWriter, recover
+from hermes_web.store.datadir import DataDir, SessionStore
+from hermes_web.store.files.logs import FileLogStore
+from hermes_web.store.transcripts import TranscriptStore
+from hermes_web.read.views import SessionViews
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUR = 3600.0
@@ -332,8 +332,8 @@ def test_leftovers_of_an_interrupted_pass_are_finished_and_cleaned(tmp_path):
 
 
 def _fold(data_dir, session_id, run_id):
-    from hermes_web.fold import RunFold
-    from hermes_web.journal import read_entries
+    from hermes_web.read.fold import RunFold
+    from hermes_web.store.files.journal import read_entries
 
     run = RunFold()
     for record, end_offset in read_entries(data_dir.journal_path(session_id, run_id)):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hermes_web.compaction_plan import (
+from hermes_web.compaction.plan import (
     CLOSING,
     COMPACTED,
     DEAD,

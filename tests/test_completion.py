@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from hermes_web.agents.completion import Completion, RequestedCall
-from hermes_web.agents.provider_errors import ProviderError
+from hermes_web.runs.agents.completion import Completion, RequestedCall
+from hermes_web.runs.agents.provider_errors import ProviderError
 from tests import provider_streams as streams
 
 CALLS = [("call_a1", "calculator", {"expression": "2 * (3 + 4)"}),

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from hermes_web.ids import new_run_id
+from hermes_web.core.ids import new_run_id
 from tests.support import SseClient, journal_lines, request
 
 SECOND_CLIENT = "127.0.0.2"  # all of 127/8 reaches the loopback server: another client address

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from hermes_web.agents.conversation import build_messages
-from hermes_web.agents.provider_errors import provider_message, status_error
+from hermes_web.runs.agents.conversation import build_messages
+from hermes_web.runs.agents.provider_errors import provider_message, status_error
 
 USER = {"role": "user", "text": "what is 6*7?", "attachments": []}
 

@@ -27,15 +27,15 @@ import time
 import pytest
 
 from hermes_web.app import create_app, shutdown
-from hermes_web.codec import decode_record, encode_record
-from hermes_web.compaction import Options, compact
-from hermes_web.config import Config
-from hermes_web.filestore import FileLogStore
-from hermes_web.journal import Durability
-from hermes_web.records import TERMINAL_TYPES
-from hermes_web.store import DataDir, Damaged, NotFound, SessionStore
-from hermes_web.transcripts import TranscriptStore
-from hermes_web.views import SessionViews
+from hermes_web.core.codec import decode_record, encode_record
+from hermes_web.compaction.files import Options, compact
+from hermes_web.core.config import Config
+from hermes_web.store.files.logs import FileLogStore
+from hermes_web.store.files.journal import Durability
+from hermes_web.core.records import TERMINAL_TYPES
+from hermes_web.store.datadir import DataDir, Damaged, NotFound, SessionStore
+from hermes_web.store.transcripts import TranscriptStore
+from hermes_web.read.views import SessionViews
 from tests.crash_model import Recorder, crash_states, materialize
 
 PLANTED_SESSION = "0123456789abcdef"

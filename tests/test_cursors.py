@@ -2,7 +2,7 @@
 
 import pytest
 
-from hermes_web.cursors import CursorError, parse_cursor
+from hermes_web.core.cursors import CursorError, parse_cursor
 
 VALID = [
     ("r1:0", None, ("r1", 0)),

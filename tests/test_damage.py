@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from hermes_web.records import TERMINAL_TYPES
+from hermes_web.core.records import TERMINAL_TYPES
 from tests.support import ROOT, SseClient, journal_lines
 
 STREAM_TIMEOUT = 30.0

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from hermes_web.decisions import (
+from hermes_web.runs.decisions import (
     AlreadySettled,
     DecisionExpired,
     DecisionNotFound,
@@ -14,7 +14,7 @@ from hermes_web.decisions import (
     RunDecisions,
     settled_in_view,
 )
-from hermes_web.fold import fold
+from hermes_web.read.fold import fold
 
 
 class Journal:
@@ -212,7 +212,7 @@ def test_a_finished_run_is_answered_from_its_folded_journal():
 
 
 def test_exports_carry_what_was_decided_and_imports_keep_it_unanswerable():
-    from hermes_web.export import export_markdown, import_messages
+    from hermes_web.read.export import export_markdown, import_messages
 
     records = [
         {"type": "run.started", "run_id": "r1", "session_id": "s1", "user": {"text": "clean up"}, "agent": {"name": "hermes"}},

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from hermes_web.config import Config, ConfigError
+from hermes_web.core.config import Config, ConfigError
 from tests.support import ROOT
 
 FILE = """

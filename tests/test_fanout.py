@@ -1,4 +1,4 @@
-"""Live delivery by the run's sender (hermes_web/fanout.py): caught-up viewers get every
+"""Live delivery by the run's sender (hermes_web/read/fanout.py): caught-up viewers get every
 frame once and in order, a viewer that stops reading falls back to its own loop without
 holding up the others, and picks up exactly where its socket stopped."""
 

@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from hermes_web.safepath import UnsafePath, open_beneath, resolve_inside
+from hermes_web.core.safepath import UnsafePath, open_beneath, resolve_inside
 from tests.support import ServerProcess, request
 from tests.test_uploads import PNG, regular_files, upload, upload_one
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hermes_web.ids import new_run_id
+from hermes_web.core.ids import new_run_id
 from tests.support import ServerProcess, journal_lines
 
 FS_BYTES = 8 * 1024 * 1024

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hermes_web.hosts import HostPolicy, is_loopback, same_origin, split_host
+from hermes_web.security.hosts import HostPolicy, is_loopback, same_origin, split_host
 
 MACHINE = {"studio", "studio.local"}
 

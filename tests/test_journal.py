@@ -9,10 +9,11 @@ import time
 
 import pytest
 
-from hermes_web import codec, journal
-from hermes_web.fsutil import ensure_dir
-from hermes_web.codec import encode_record
-from hermes_web.journal import (
+from hermes_web.core import codec
+from hermes_web.store.files import journal
+from hermes_web.core.fsutil import ensure_dir
+from hermes_web.core.codec import encode_record
+from hermes_web.store.files.journal import (
     Durability,
     JournalError,
     JournalWriter,
@@ -23,7 +24,7 @@ from hermes_web.journal import (
     read_tail,
     recover,
 )
-from hermes_web.store import DataDir
+from hermes_web.store.datadir import DataDir
 
 
 def started(run_id="r1"):

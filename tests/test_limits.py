@@ -2,7 +2,7 @@
 
 import pytest
 
-from hermes_web.limits import FailureWindow, Slots, client_key
+from hermes_web.security.limits import FailureWindow, Slots, client_key
 
 
 @pytest.mark.parametrize("address, key", [

@@ -18,7 +18,7 @@ def test_the_log_never_holds_the_provider_key_a_password_or_a_token(tmp_path):
     })
     try:
         server.start()
-        from hermes_web import auth
+        from hermes_web.security import auth
 
         server.token = auth.create_token(server.data_dir, "log-test")
         session_id = server.create_session()

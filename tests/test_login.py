@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hermes_web import auth
+from hermes_web.security import auth
 from tests.support import ROOT, ServerProcess, SseClient, free_port, request, url_map_routes
 
 PASSWORD = "correct horse battery staple"

@@ -1,4 +1,4 @@
-"""The log-store contract (``hermes_web/logstore.py``), held against every implementation.
+"""The log-store contract (``hermes_web/store/logstore.py``), held against every implementation.
 
 Each store is reached through a factory that builds it on a fresh place and knows how to
 make a writer "die" the way a crashed server would (for files: its descriptor, and so its
@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from hermes_web.codec import encode_record
-from hermes_web.filestore import FileLogStore
-from hermes_web.ids import new_run_id, new_session_id
-from hermes_web.journal import Durability
-from hermes_web.logstore import LogExists, LogNotFound, is_terminal
-from hermes_web.store import DataDir
+from hermes_web.core.codec import encode_record
+from hermes_web.store.files.logs import FileLogStore
+from hermes_web.core.ids import new_run_id, new_session_id
+from hermes_web.store.files.journal import Durability
+from hermes_web.store.logstore import LogExists, LogNotFound, is_terminal
+from hermes_web.store.datadir import DataDir
 
 WAIT = 5.0
 
@@ -57,8 +57,8 @@ class RedisStoreFactory:
         request.addfinalizer(self.close)
 
     def make(self):
-        from hermes_web.redisstore import connect
-        from hermes_web.redisstore.logs import RedisLogStore
+        from hermes_web.store.redis import connect
+        from hermes_web.store.redis.logs import RedisLogStore
 
         store = RedisLogStore(connect(self.redis.url), Durability("terminal"), lease_seconds=5.0).start()
         self.stores.append(store)
@@ -67,7 +67,7 @@ class RedisStoreFactory:
     @staticmethod
     def kill(writer) -> None:
         """The writer's process died: it renews its lease no more, and the lease lapsed."""
-        from hermes_web.redisstore.client import KEYS
+        from hermes_web.store.redis.client import KEYS
 
         store = writer._store  # noqa: SLF001 - simulating a crash needs the store's internals
         store._closed(writer)  # noqa: SLF001 - a dead process forgets its writers

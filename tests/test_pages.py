@@ -3,7 +3,7 @@ request, with the same cursor and active run as the whole view."""
 
 import pytest
 
-from hermes_web.records import TERMINAL_TYPES
+from hermes_web.core.records import TERMINAL_TYPES
 from tests.support import SseClient, expected_frames
 
 

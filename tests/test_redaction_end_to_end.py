@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from hermes_web.redact import Redactor
+from hermes_web.redaction.redactor import Redactor
 from tests.fake_openai import FakeOpenAI
 from tests.support import ROOT, ServerProcess, SseClient, request
 from tests.test_redact import FALSE_POSITIVES, SECRET_CASES, assert_absent

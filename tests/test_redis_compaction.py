@@ -9,15 +9,15 @@ import sys
 
 import pytest
 
-from hermes_web.compaction import Options
-from hermes_web.config import Config
-from hermes_web.ids import new_run_id
-from hermes_web.journal import Durability
-from hermes_web.logstore import LogNotFound
-from hermes_web.redisstore import open_stores
-from hermes_web.redisstore.client import KEYS
-from hermes_web.redisstore.compaction import compact
-from hermes_web.views import SessionViews
+from hermes_web.compaction.files import Options
+from hermes_web.core.config import Config
+from hermes_web.core.ids import new_run_id
+from hermes_web.store.files.journal import Durability
+from hermes_web.store.logstore import LogNotFound
+from hermes_web.store.redis import open_stores
+from hermes_web.store.redis.client import KEYS
+from hermes_web.compaction.redis import compact
+from hermes_web.read.views import SessionViews
 from tests.support import ROOT
 
 COMPLETED = {"type": "run.completed", "ts": 50.0}

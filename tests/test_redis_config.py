@@ -3,8 +3,8 @@ persistence settings against the server's fsync policy."""
 
 import pytest
 
-from hermes_web.config import Config, ConfigError
-from hermes_web.redisstore import connect, durability_warnings
+from hermes_web.core.config import Config, ConfigError
+from hermes_web.store.redis import connect, durability_warnings
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "redis://:secret@redis.internal:6380/2",

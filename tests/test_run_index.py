@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hermes_web.codec import encode_record
-from hermes_web.ids import new_run_id, new_session_id
-from hermes_web.store import DataDir
+from hermes_web.core.codec import encode_record
+from hermes_web.core.ids import new_run_id, new_session_id
+from hermes_web.store.datadir import DataDir
 
 ROOT = Path(__file__).resolve().parent.parent
 OPEN_FILE_LIMIT = 64
@@ -18,9 +18,9 @@ OPEN_FILE_LIMIT = 64
 INDEX_IN_A_SMALL_PROCESS = f"""
 import resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, ({OPEN_FILE_LIMIT}, {OPEN_FILE_LIMIT}))
-from hermes_web.filestore import FileLogStore
-from hermes_web.journal import Durability
-from hermes_web.store import DataDir
+from hermes_web.store.files.logs import FileLogStore
+from hermes_web.store.files.journal import Durability
+from hermes_web.store.datadir import DataDir
 store = FileLogStore(DataDir(sys.argv[1]).create(), Durability("terminal")).open_index()
 for session_id, run_id in sorted(store.unfinished()):
     print("unfinished", session_id, run_id)

@@ -6,9 +6,9 @@ import threading
 import json
 import time
 
-from hermes_web.agents.demo import _TOOL_PAUSES
-from hermes_web.journal import read_entries
-from hermes_web.records import TERMINAL_TYPES
+from hermes_web.runs.agents.demo import _TOOL_PAUSES
+from hermes_web.store.files.journal import read_entries
+from hermes_web.core.records import TERMINAL_TYPES
 from tests.support import SseClient, journal_lines
 
 STREAM_TIMEOUT = 30.0

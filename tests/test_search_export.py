@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hermes_web.search import snippet
+from hermes_web.read.search import snippet
 from tests.support import ServerProcess, request
 
 

@@ -5,8 +5,8 @@ import json
 import random
 import time
 
-from hermes_web.fold import RunFold
-from hermes_web.journal import read_entries
+from hermes_web.read.fold import RunFold
+from hermes_web.store.files.journal import read_entries
 from tests.support import SseClient
 
 STREAM_TIMEOUT = 30.0

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hermes_web import sse
+from hermes_web.read import sse
 
 
 def test_record_frame_carries_id_event_and_the_line_verbatim():

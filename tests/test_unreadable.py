@@ -80,7 +80,7 @@ def test_unreadable_metadata_and_transcript_stay_in_their_session(server):
 def test_a_run_that_cannot_start_is_ended_not_left_running(tmp_path):
     """The journal exists before the agent's history is read: when that read fails, the run
     still ends with a terminal record that says why (no run "running" forever)."""
-    from hermes_web.records import TERMINAL_TYPES
+    from hermes_web.core.records import TERMINAL_TYPES
     from tests.fake_openai import FakeOpenAI
     from tests.support import journal_lines
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from hermes_web.fold import RunFold
-from hermes_web.sniff import TextDetector, looks_like_markup, sniff_mime
-from hermes_web.uploads import MAX_NAME_CHARS, display_name
+from hermes_web.read.fold import RunFold
+from hermes_web.core.sniff import TextDetector, looks_like_markup, sniff_mime
+from hermes_web.store.uploads import MAX_NAME_CHARS, display_name
 from tests.support import request
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(40)

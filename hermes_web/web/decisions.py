@@ -2,7 +2,7 @@
 
 from flask import Blueprint, jsonify
 
-from hermes_web.decisions import (
+from hermes_web.runs.decisions import (
     APPROVAL,
     QUESTION,
     AlreadySettled,
@@ -11,9 +11,9 @@ from hermes_web.decisions import (
     InvalidAnswer,
     NotJournaled,
 )
-from hermes_web.runs import RunNotOwned
-from hermes_web.services import service
-from hermes_web.store import NotFound
+from hermes_web.runs.manager import RunNotOwned
+from hermes_web.core.services import service
+from hermes_web.store.datadir import NotFound
 from hermes_web.web.errors import ApiError
 from hermes_web.web.inputs import checked_id, json_body
 

@@ -12,9 +12,9 @@ import urllib.parse
 
 from flask import current_app, g, redirect, request
 
-from hermes_web.credentials import Credentials
-from hermes_web.hosts import HostPolicy, same_origin
-from hermes_web.services import register, service
+from hermes_web.security.credentials import Credentials
+from hermes_web.security.hosts import HostPolicy, same_origin
+from hermes_web.core.services import register, service
 from hermes_web.web.errors import ApiError, error_response
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -57,7 +57,7 @@ def init_app(app, config) -> None:
 
 def _body_timeout(error):
     # A client that stops sending its request body for the write deadline (the socket's
-    # timeout, see hermes_web/connections.py): answer, and let the connection go.
+    # timeout, see hermes_web/security/connections.py): answer, and let the connection go.
     response = error_response(408, "body_timeout", "the request body stopped arriving")
     response.headers["Connection"] = "close"
     return response

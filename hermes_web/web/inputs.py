@@ -4,9 +4,9 @@ import json
 
 from flask import request
 
-from hermes_web.cursors import CursorError, parse_cursor
-from hermes_web.ids import is_valid_id
-from hermes_web.services import service
+from hermes_web.core.cursors import CursorError, parse_cursor
+from hermes_web.core.ids import is_valid_id
+from hermes_web.core.services import service
 from hermes_web.web.errors import ApiError
 
 

@@ -6,11 +6,11 @@ view of a long run cheap and gives every response the same compact UTF-8 form.
 
 from flask.json.provider import DefaultJSONProvider
 
-from hermes_web.codec import encode_line
+from hermes_web.core.codec import encode_line
 
 
 class JournalJSONProvider(DefaultJSONProvider):
-    """Flask's JSON provider, encoding with :func:`hermes_web.codec.encode_line`."""
+    """Flask's JSON provider, encoding with :func:`hermes_web.core.codec.encode_line`."""
 
     def dumps(self, obj, **kwargs) -> str:
         return encode_line(obj)[:-1].decode("utf-8")

@@ -4,7 +4,7 @@ from pathlib import PurePath
 
 from flask import Blueprint, current_app, send_file, send_from_directory
 
-from hermes_web.startup import StartupError
+from hermes_web.core.startup import StartupError
 from hermes_web.web import assets
 from hermes_web.web.errors import ApiError
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from hermes_web import auth
+from hermes_web.security import auth
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.support import free_port
 

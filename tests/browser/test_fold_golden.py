@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from hermes_web.fold import fold, fold_session
+from hermes_web.read.fold import fold, fold_session
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 GOLDEN = FIXTURES / "golden_run.jsonl"

@@ -1,7 +1,7 @@
 """The login page in a real chromium: redirect there, log in, come back, lose the login, log out;
 and the page fits a phone."""
 
-from hermes_web import auth
+from hermes_web.security import auth
 from tests.browser.conftest import snap
 from tests.browser.ui import open_session, send_message, wait_status
 

@@ -2,8 +2,8 @@
 
 import time
 
-from hermes_web.fold import fold
-from hermes_web.journal import read_entries
+from hermes_web.read.fold import fold
+from hermes_web.store.files.journal import read_entries
 
 ASSISTANT = "[data-testid=message-assistant]"
 
