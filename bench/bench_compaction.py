@@ -15,10 +15,13 @@ import time
 
 from common import print_table, temp_dir, verdict
 
-from hermes_web.compaction.files import Options, compact
+from hermes_web.compaction.files import compact
+from hermes_web.compaction.plan import Options
 from hermes_web.core.ids import new_run_id
-from hermes_web.store.files.journal import Durability, JournalWriter
-from hermes_web.store.datadir import DataDir, SessionStore
+from hermes_web.store.files.journal import JournalWriter
+from hermes_web.store.durability import Durability
+from hermes_web.store.datadir import DataDir
+from hermes_web.store.files.metadata import SessionStore
 
 SESSIONS = 10
 RUNS_PER_SESSION = 20

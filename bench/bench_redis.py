@@ -40,7 +40,7 @@ from common import ROOT, format_ms, percentile, print_table, running_server, tem
 
 from hermes_web.store.files.logs import FileLogStore
 from hermes_web.core.ids import new_run_id, new_session_id
-from hermes_web.store.files.journal import Durability
+from hermes_web.store.durability import Durability
 from hermes_web.store.redis import connect
 from hermes_web.store.redis.logs import RedisLogStore
 from hermes_web.store.datadir import DataDir

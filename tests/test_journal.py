@@ -13,8 +13,8 @@ from hermes_web.core import codec
 from hermes_web.store.files import journal
 from hermes_web.core.fsutil import ensure_dir
 from hermes_web.core.codec import encode_record
+from hermes_web.store.durability import Durability
 from hermes_web.store.files.journal import (
-    Durability,
     JournalError,
     JournalWriter,
     is_line_boundary,

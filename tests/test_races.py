@@ -75,7 +75,7 @@ def test_delete_racing_compaction_never_writes_the_deleted_chat_back(server_fact
     compaction = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, io\n"
-         "from hermes_web.compaction.files import Options, compact\n"
+         "from hermes_web.compaction.files import compact\nfrom hermes_web.compaction.plan import Options\n"
          "from hermes_web.store.datadir import DataDir\n"
          "for _ in range(20):\n"
          "    compact(DataDir(sys.argv[1]), Options(older_than=0, mode='archive', wait=True), out=io.StringIO())\n",

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from hermes_web.compaction.files import Options
+from hermes_web.compaction.plan import Options
 from hermes_web.core.config import Config
 from hermes_web.core.ids import new_run_id
-from hermes_web.store.files.journal import Durability
+from hermes_web.store.durability import Durability
 from hermes_web.store.logstore import LogNotFound
 from hermes_web.store.redis import open_stores
 from hermes_web.store.redis.client import KEYS

@@ -19,7 +19,7 @@ INDEX_IN_A_SMALL_PROCESS = f"""
 import resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, ({OPEN_FILE_LIMIT}, {OPEN_FILE_LIMIT}))
 from hermes_web.store.files.logs import FileLogStore
-from hermes_web.store.files.journal import Durability
+from hermes_web.store.durability import Durability
 from hermes_web.store.datadir import DataDir
 store = FileLogStore(DataDir(sys.argv[1]).create(), Durability("terminal")).open_index()
 for session_id, run_id in sorted(store.unfinished()):

@@ -72,7 +72,7 @@ def run(args) -> int:
         from hermes_web.cli.serve import serve
 
         return serve(config)
-    from hermes_web.compaction.files import run_from_cli
+    from hermes_web.compaction.command import run_from_cli
 
     return run_from_cli(config, args)
 

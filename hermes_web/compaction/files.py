@@ -14,7 +14,6 @@ transcript (by ``run_id``) is never added again, so re-running after a crash at 
 finishes the job: nothing lost, nothing duplicated. Stray temp files are removed.
 """
 
-import dataclasses
 import fcntl
 import os
 import secrets
@@ -29,18 +28,18 @@ from hermes_web.compaction.plan import (
     LIVE,
     TERMINAL,
     UNREADABLE,
+    Options,
+    Report,
     RunObservation,
     format_bytes,
     format_duration,
-    parse_duration,
     plan_session,
 )
 from hermes_web.store.files.logs import session_lock
 from hermes_web.read.fold import RunFold
 from hermes_web.core.fsutil import FILE_MODE, atomic_write, ensure_dir, fsync_dir, remove_if_empty, unlink_quietly, write_all
 from hermes_web.compaction.retention import ARCHIVE_SUFFIX, TEMP_PREFIX, prune_archives
-from hermes_web.core.ids import is_valid_id
-from hermes_web.core.codec import decode_line, encode_line
+from hermes_web.core.codec import encode_line
 from hermes_web.store.files.journal import TORN_SUFFIX, journal_state, read_entries, recover, writer_alive_at
 from hermes_web.core.records import TERMINAL_TYPES
 from hermes_web.store.datadir import JOURNAL_SUFFIX, DataDir
@@ -49,42 +48,6 @@ from hermes_web.store.transcripts import parse_transcript
 LOCK_NAME = "compaction.lock"
 COPY_CHUNK_BYTES = 1024 * 1024
 GZIP_LEVEL = 6
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    """One compaction pass, as the command line describes it."""
-
-    session_id: str = None  # None: every session
-    older_than: float = 3600.0  # seconds since a run's terminal record
-    mode: str = "archive"  # or "delete"
-    keep_archives: float = None  # seconds; None keeps archives forever
-    dry_run: bool = False
-    wait: bool = False
-    # Fold runs with damaged lines too (what decodes), keeping their journals in archive/.
-    salvage: bool = False
-
-
-@dataclasses.dataclass
-class Report:
-    """What a pass did; printed as human lines as it goes."""
-
-    sessions: int = 0
-    compacted: int = 0
-    finished: int = 0
-    skipped: int = 0
-    bytes_removed: int = 0
-    bytes_archived: int = 0
-    transcript_growth: int = 0
-    archives_pruned: int = 0
-    bytes_pruned: int = 0
-    temp_files_removed: int = 0
-    damaged: int = 0
-    errors: int = 0
-
-    @property
-    def bytes_freed(self) -> int:
-        return self.bytes_removed + self.bytes_pruned - self.bytes_archived - self.transcript_growth
 
 
 class CompactionBusy(Exception):
@@ -115,31 +78,6 @@ class CompactionLock:
 
 
 # ---------------------------------------------------------------- entry points
-
-
-def run_from_cli(config, args) -> int:
-    """``hermes-web compact``: returns the exit code (0 ok or busy, 1 failure, 2 usage)."""
-    try:
-        options = Options(
-            session_id=args.session,
-            older_than=parse_duration(args.older_than if args.older_than is not None else "1h"),
-            mode=args.mode or "archive",
-            keep_archives=parse_duration(args.keep_archives) if args.keep_archives else None,
-            dry_run=bool(args.dry_run),
-            wait=bool(args.wait),
-            salvage=bool(getattr(args, "salvage", False)),
-        )
-    except ValueError as error:
-        print(f"hermes-web compact: {error}", file=sys.stderr)
-        return 2
-    if options.session_id is not None and not is_valid_id(options.session_id):
-        print(f"hermes-web compact: invalid session id {options.session_id!r}", file=sys.stderr)
-        return 2
-    if config.store_url:
-        from hermes_web.compaction import redis as redis_compaction
-
-        return redis_compaction.run_from_cli(config, options)
-    return compact(DataDir(config.data_dir), options)
 
 
 def compact(data_dir: DataDir, options: Options, out=None, now=None) -> int:

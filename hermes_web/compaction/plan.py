@@ -1,6 +1,6 @@
 """Compaction planning: which runs to fold, finish or keep. Pure: no clock, no disk.
 
-The executor (``compaction.py``) observes each journal, hands the observations to
+Each store's executor (``files.py``, ``redis.py``) observes each journal, hands the observations to
 :func:`plan_session`, and carries the plan out. Keeping the decisions here makes the rules
 table-testable: only a prefix of a session's runs is folded, so the transcript stays in
 run order, and nothing a live writer owns is ever touched.
@@ -122,3 +122,39 @@ def _reason_to_keep(run: RunObservation, now: float, older_than: float):
 def plan_pruning(archives, now: float, keep: float) -> list:
     """Archive paths to prune: those of ``(path, mtime)`` last modified more than ``keep`` ago."""
     return [path for path, mtime in archives if now - mtime > keep]
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """One compaction pass, as the command line describes it."""
+
+    session_id: str = None  # None: every session
+    older_than: float = 3600.0  # seconds since a run's terminal record
+    mode: str = "archive"  # or "delete"
+    keep_archives: float = None  # seconds; None keeps archives forever
+    dry_run: bool = False
+    wait: bool = False
+    # Fold runs with damaged lines too (what decodes), keeping their journals in archive/.
+    salvage: bool = False
+
+
+@dataclasses.dataclass
+class Report:
+    """What a pass did; printed as human lines as it goes."""
+
+    sessions: int = 0
+    compacted: int = 0
+    finished: int = 0
+    skipped: int = 0
+    bytes_removed: int = 0
+    bytes_archived: int = 0
+    transcript_growth: int = 0
+    archives_pruned: int = 0
+    bytes_pruned: int = 0
+    temp_files_removed: int = 0
+    damaged: int = 0
+    errors: int = 0
+
+    @property
+    def bytes_freed(self) -> int:
+        return self.bytes_removed + self.bytes_pruned - self.bytes_archived - self.transcript_growth

@@ -21,8 +21,9 @@ import time
 
 import redis
 
-from hermes_web.compaction.files import Options, Report
 from hermes_web.compaction.plan import (
+    Options,
+    Report,
     CLOSING,
     COMPACTED,
     DEAD,
@@ -36,7 +37,7 @@ from hermes_web.compaction.plan import (
 )
 from hermes_web.core.codec import decode_record, encode_line
 from hermes_web.read.fold import RunFold
-from hermes_web.store.files.journal import Durability
+from hermes_web.store.durability import Durability
 from hermes_web.store.logstore import LogNotFound, StoreUnavailable, is_terminal
 from hermes_web.store.redis.client import KEYS
 from hermes_web.store.redis.notifier import message

@@ -12,7 +12,7 @@ import queue
 import threading
 
 from hermes_web.read.search import ANSWER, TITLE, USER
-from hermes_web.store.datadir import NotFound
+from hermes_web.store.metadata import NotFound
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from hermes_web.core.codec import decode_record
 from hermes_web.read.fanout import Fanout, Subscription
 from hermes_web.store.logstore import LogNotFound, StoreUnavailable
 from hermes_web.core.records import TERMINAL_TYPES
-from hermes_web.store.datadir import Damaged, NotFound
+from hermes_web.store.metadata import Damaged, NotFound
 
 # Frames read at this many recent offsets of a run are kept for the other viewers there.
 SHARED_READS_PER_RUN = 4

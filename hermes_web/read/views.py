@@ -14,7 +14,7 @@ from hermes_web.read.branches import RunTree, page, with_versions
 from hermes_web.core.codec import decode_record
 from hermes_web.read.fold import RunFold
 from hermes_web.store.logstore import LogNotFound
-from hermes_web.store.datadir import Damaged, NotFound
+from hermes_web.store.metadata import Damaged, NotFound
 
 MAX_CACHED_RUNS = 2048
 # A view is rebuilt when compaction moves a run out of its journal mid-build; compactions

@@ -15,7 +15,7 @@ from hermes_web.core.ids import new_run_id
 from hermes_web.core.codec import decode_record
 from hermes_web.store.logstore import LogExists, LogNotFound, OwnershipLost, StoreFull, StoreUnavailable, is_terminal
 from hermes_web.core.records import bound_record
-from hermes_web.store.datadir import Damaged, NotFound
+from hermes_web.store.metadata import Damaged, NotFound
 
 log = logging.getLogger(__name__)
 

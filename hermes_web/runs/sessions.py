@@ -5,7 +5,7 @@ import shutil
 
 from hermes_web.core.ids import new_session_id
 from hermes_web.runs.manager import RunNotOwned
-from hermes_web.store.datadir import Damaged, NotFound
+from hermes_web.store.metadata import Damaged, NotFound
 
 
 class Sessions:

@@ -29,6 +29,9 @@ import time
 from typing import Iterator, Optional, Protocol
 
 from hermes_web.core.records import TERMINAL_TYPES, is_terminal  # noqa: F401 - part of the interface
+
+# The most one read of a run log returns (the caller reads again from the last offset).
+READ_CHUNK_BYTES = 256 * 1024
 # A tailer of a run owned by another process checks this often that the owner still lives.
 REMOTE_LIVENESS_SECONDS = 1.0
 # A run whose owner is gone but which cannot be finished (recovery failing) is rechecked

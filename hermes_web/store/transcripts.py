@@ -1,17 +1,15 @@
-"""Durable transcripts: ``transcripts/<session_id>.jsonl``, one session-view message per line,
-written by compaction (PROTOCOL 1.3) and read by the session view, run lookups and search.
+"""Durable transcripts, one session-view message per line (a file of the file store, a key of
+the Redis store): their parsing and a bounded cache, shared by both stores. Written by
+compaction (PROTOCOL 1.3) and read by the session view, run lookups and search.
 
 A line that does not decode to a message (bit rot, a hand edit, a cut-off write) is skipped
 and counted (PROTOCOL 1.4): the session shows what is whole and says how much is not.
 """
 
 import collections
-import os
-import shutil
 import threading
 
-from hermes_web.core.codec import decode_line, encode_line
-from hermes_web.core.fsutil import atomic_write, ensure_dir
+from hermes_web.core.codec import decode_line
 
 # Parsed transcripts kept in memory, bounded by the bytes they were parsed from: a lookup
 # never pins every session's history.
@@ -73,16 +71,6 @@ def parse_transcript(data: bytes) -> Transcript:
     return Transcript(runs, damaged, len(data))
 
 
-def transcript_run_ids(path) -> list:
-    """The run ids a transcript file holds (for indexing), in order."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return []
-    return [run_id for run_id, _ in parse_transcript(data).runs]
-
-
 class TranscriptCache:
     """Parsed transcripts by session, each under the version it was parsed from (a file's
     identity, a Redis counter): least recently used first out, bounded by the bytes parsed."""
@@ -119,51 +107,3 @@ class TranscriptCache:
         previous = self._entries.pop(session_id, None)
         if previous is not None:
             self._bytes -= previous[1].size
-
-
-class TranscriptStore:
-    """Reads transcripts, each parsed once per version of the file (LRU of recent ones)."""
-
-    def __init__(self, data_dir):
-        self.data_dir = data_dir
-        self._cache = TranscriptCache()
-
-    def read(self, session_id: str) -> Transcript:
-        """The session's transcript (EMPTY when it has none). OSError when unreadable."""
-        path = self.data_dir.transcript_path(session_id)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            self.forget(session_id)
-            return EMPTY
-        try:
-            stat = os.fstat(fd)
-            signature = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-            cached = self._cache.get(session_id, signature)
-            if cached is not None:
-                return cached
-            chunks = []
-            while True:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
-        transcript = parse_transcript(b"".join(chunks))
-        self._cache.put(session_id, signature, transcript)
-        return transcript
-
-    def create(self, session_id: str, messages) -> None:
-        """The transcript of a new (imported) session, in place at once or not at all."""
-        ensure_dir(self.data_dir.transcripts_dir)
-        atomic_write(self.data_dir.transcript_path(session_id), b"".join(encode_line(message) for message in messages))
-
-    def delete(self, session_id: str) -> None:
-        """Remove the session's transcript and the journals compaction archived for it."""
-        self.data_dir.transcript_path(session_id).unlink(missing_ok=True)
-        shutil.rmtree(self.data_dir.archive_dir(session_id), ignore_errors=True)
-        self.forget(session_id)
-
-    def forget(self, session_id: str) -> None:
-        self._cache.forget(session_id)

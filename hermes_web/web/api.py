@@ -7,7 +7,7 @@ from hermes_web.runs.manager import InvalidReplaces, RunConflict, RunNotOwned, S
 from hermes_web.read.search import MAX_QUERY_CHARS
 from hermes_web.core.services import service
 from hermes_web.runs.settings import InvalidSetting, checked_run_model, checked_title, run_settings, validated_changes
-from hermes_web.store.datadir import NotFound
+from hermes_web.store.metadata import NotFound
 from hermes_web.store.uploads import UnknownAttachment
 from hermes_web.read.views import DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS, InvalidPage
 from hermes_web.web.errors import ApiError

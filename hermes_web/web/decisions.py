@@ -13,7 +13,7 @@ from hermes_web.runs.decisions import (
 )
 from hermes_web.runs.manager import RunNotOwned
 from hermes_web.core.services import service
-from hermes_web.store.datadir import NotFound
+from hermes_web.store.metadata import NotFound
 from hermes_web.web.errors import ApiError
 from hermes_web.web.inputs import checked_id, json_body
 

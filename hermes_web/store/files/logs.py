@@ -33,9 +33,9 @@ from hermes_web.store.files.journal import (
     read_tail,
     recover,
     writer_alive,
-    READ_CHUNK_BYTES,
 )
 from hermes_web.store.logstore import (
+    READ_CHUNK_BYTES,
     OWNER_GONE_RECHECK_SECONDS,
     REMOTE_LIVENESS_SECONDS,
     LogExists,
@@ -44,7 +44,7 @@ from hermes_web.store.logstore import (
     is_terminal,
     wait_settled,
 )
-from hermes_web.store.transcripts import transcript_run_ids
+from hermes_web.store.files.transcripts import transcript_run_ids
 from hermes_web.store.wakeup import CONTENT, ENTRIES, Beacons, Watcher
 
 INDEX_VERSION = "1"

@@ -18,7 +18,7 @@ import redis
 from hermes_web.core.codec import decode_line, encode_line
 from hermes_web.store.redis.client import KEYS, reaching
 from hermes_web.store.redis.notifier import message
-from hermes_web.store.datadir import Damaged, NotFound, _sort_time, updated_meta
+from hermes_web.store.metadata import Damaged, NotFound, sort_time, updated_meta
 from hermes_web.store.transcripts import EMPTY, TranscriptCache, parse_transcript
 
 LIST_BATCH = 500
@@ -79,7 +79,7 @@ class RedisSessionStore:
                     continue  # deleted while listing
                 except Damaged as damaged:
                     sessions.append(damaged.placeholder)
-        sessions.sort(key=_sort_time, reverse=True)
+        sessions.sort(key=sort_time, reverse=True)
         return sessions
 
     @reaching
@@ -94,7 +94,7 @@ class RedisSessionStore:
 
     def _write(self, pipeline, meta: dict) -> None:
         pipeline.set(KEYS.session(meta["id"]), encode_line(meta)[:-1])
-        pipeline.zadd(KEYS.sessions, {meta["id"]: _sort_time(meta)})
+        pipeline.zadd(KEYS.sessions, {meta["id"]: sort_time(meta)})
         pipeline.publish(KEYS.channel, message("m", self.origin, meta["id"]))
 
 

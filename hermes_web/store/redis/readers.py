@@ -6,7 +6,7 @@ thousand viewers cost a thousand small objects, not a thousand connections.
 
 
 from hermes_web.core.codec import decode_record
-from hermes_web.store.files.journal import READ_CHUNK_BYTES
+from hermes_web.store.logstore import READ_CHUNK_BYTES
 from hermes_web.store.logstore import (
     OWNER_GONE_RECHECK_SECONDS,
     REMOTE_LIVENESS_SECONDS,
