@@ -1,6 +1,6 @@
 """Agents: providers that turn a user turn into a stream of journal events.
 
-Every provider implements :class:`hermes_web.runs.agents.base.Agent`; the run (``runs.py``)
+Every provider implements :class:`hermes_web.runs.agents.base.Agent`; the run (``runs/manager.py``)
 writes what it yields, so adding a provider touches neither the run nor the journal.
 """
 
