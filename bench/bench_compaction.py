@@ -18,9 +18,9 @@ from common import print_table, temp_dir, verdict
 from hermes_web.compaction.files import compact
 from hermes_web.compaction.plan import Options
 from hermes_web.core.ids import new_run_id
-from hermes_web.store.files.journal import JournalWriter
-from hermes_web.store.durability import Durability
 from hermes_web.store.datadir import DataDir
+from hermes_web.store.durability import Durability
+from hermes_web.store.files.journal import JournalWriter
 from hermes_web.store.files.metadata import SessionStore
 
 SESSIONS = 10

@@ -16,8 +16,8 @@ import time
 from common import print_table, temp_dir, verdict
 
 from hermes_web.core.codec import encode_record
-from hermes_web.store.files.journal import JournalWriter
 from hermes_web.store.durability import Durability
+from hermes_web.store.files.journal import JournalWriter
 
 # Records are prepared in advance (and cycled), so producing them is not measured.
 RECORDS_PER_TRIAL = 20_000

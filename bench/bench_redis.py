@@ -38,12 +38,12 @@ from pathlib import Path
 
 from common import ROOT, format_ms, percentile, print_table, running_server, temp_dir, verdict
 
-from hermes_web.store.files.logs import FileLogStore
 from hermes_web.core.ids import new_run_id, new_session_id
+from hermes_web.store.datadir import DataDir
 from hermes_web.store.durability import Durability
+from hermes_web.store.files.logs import FileLogStore
 from hermes_web.store.redis import connect
 from hermes_web.store.redis.logs import RedisLogStore
-from hermes_web.store.datadir import DataDir
 from tests.redis_server import RedisServer
 from tests.support import SseClient
 

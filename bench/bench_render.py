@@ -24,8 +24,8 @@ import time
 
 from common import print_table, running_server, temp_dir, verdict
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests import provider_streams
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.fake_openai import FakeOpenAI, Stream
 
 LONG_DELTAS = 100_000

@@ -22,8 +22,18 @@ import subprocess
 import sys
 import time
 
-from common import (MANY_VIEWERS_ENV, ROOT, cpu_seconds, format_ms, percentile, print_table, raise_open_file_limit,
-                    running_server, temp_dir, verdict)
+from common import (
+    MANY_VIEWERS_ENV,
+    ROOT,
+    cpu_seconds,
+    format_ms,
+    percentile,
+    print_table,
+    raise_open_file_limit,
+    running_server,
+    temp_dir,
+    verdict,
+)
 
 VIEWER_COUNTS = (1, 100, 1000)
 VIEWERS_PER_CLIENT = 500

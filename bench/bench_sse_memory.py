@@ -13,8 +13,17 @@ import subprocess
 import sys
 import time
 
-from common import (MANY_VIEWERS_ENV, ROOT, free_port, print_table, raise_open_file_limit, rss_kib, running_server,
-                    temp_dir, verdict)
+from common import (
+    MANY_VIEWERS_ENV,
+    ROOT,
+    free_port,
+    print_table,
+    raise_open_file_limit,
+    rss_kib,
+    running_server,
+    temp_dir,
+    verdict,
+)
 
 from hermes_web.cli.serve import LISTEN_BACKLOG
 

@@ -14,9 +14,9 @@ import time
 
 from common import format_ms, print_table, running_server, summary, temp_dir, verdict
 
-from hermes_web.store.files.journal import JournalWriter
-from hermes_web.store.durability import Durability
 from hermes_web.store.datadir import DataDir
+from hermes_web.store.durability import Durability
+from hermes_web.store.files.journal import JournalWriter
 from hermes_web.store.files.metadata import SessionStore
 
 LONG_RUN_RECORDS = 100_000

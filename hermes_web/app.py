@@ -5,24 +5,24 @@ import threading
 
 from flask import Flask
 
-from hermes_web.runs.agents import build_agents
 from hermes_web.core.config import Config
-from hermes_web.store.files.logs import FileLogStore
 from hermes_web.core.fsutil import ensure_dir
-from hermes_web.store.durability import Durability
-from hermes_web.store.logstore import StoreUnavailable
+from hermes_web.core.services import register
+from hermes_web.read.search import SearchIndex
+from hermes_web.read.streams import Streams
+from hermes_web.read.views import SessionViews
 from hermes_web.redaction.records import RecordRedaction
 from hermes_web.redaction.redactor import Redactor
+from hermes_web.runs.agents import build_agents
 from hermes_web.runs.manager import RunManager
-from hermes_web.read.search import SearchIndex
-from hermes_web.core.services import register
 from hermes_web.runs.sessions import Sessions
 from hermes_web.store.datadir import DataDir
+from hermes_web.store.durability import Durability
+from hermes_web.store.files.logs import FileLogStore
 from hermes_web.store.files.metadata import SessionStore
-from hermes_web.read.streams import Streams
 from hermes_web.store.files.transcripts import TranscriptStore
+from hermes_web.store.logstore import StoreUnavailable
 from hermes_web.store.uploads import UploadStore
-from hermes_web.read.views import SessionViews
 from hermes_web.web.json_provider import JournalJSONProvider
 
 log = logging.getLogger(__name__)

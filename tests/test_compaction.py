@@ -21,13 +21,13 @@ from hermes_web.compaction import files as compaction
 from hermes_web.compaction.files import CompactionLock, compact
 from hermes_web.compaction.plan import Options
 from hermes_web.core.ids import new_run_id
-from hermes_web.store.files.journal import JournalWriter, recover
-from hermes_web.store.durability import Durability
-from hermes_web.store.datadir import DataDir
-from hermes_web.store.files.metadata import SessionStore
-from hermes_web.store.files.logs import FileLogStore
-from hermes_web.store.files.transcripts import TranscriptStore
 from hermes_web.read.views import SessionViews
+from hermes_web.store.datadir import DataDir
+from hermes_web.store.durability import Durability
+from hermes_web.store.files.journal import JournalWriter, recover
+from hermes_web.store.files.logs import FileLogStore
+from hermes_web.store.files.metadata import SessionStore
+from hermes_web.store.files.transcripts import TranscriptStore
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUR = 3600.0

@@ -27,18 +27,18 @@ import time
 import pytest
 
 from hermes_web.app import create_app, shutdown
-from hermes_web.core.codec import decode_record, encode_record
 from hermes_web.compaction.files import compact
 from hermes_web.compaction.plan import Options
+from hermes_web.core.codec import decode_record, encode_record
 from hermes_web.core.config import Config
-from hermes_web.store.files.logs import FileLogStore
-from hermes_web.store.durability import Durability
 from hermes_web.core.records import TERMINAL_TYPES
+from hermes_web.read.views import SessionViews
 from hermes_web.store.datadir import DataDir
-from hermes_web.store.metadata import Damaged, NotFound
+from hermes_web.store.durability import Durability
+from hermes_web.store.files.logs import FileLogStore
 from hermes_web.store.files.metadata import SessionStore
 from hermes_web.store.files.transcripts import TranscriptStore
-from hermes_web.read.views import SessionViews
+from hermes_web.store.metadata import Damaged, NotFound
 from tests.crash_model import Recorder, crash_states, materialize
 
 PLANTED_SESSION = "0123456789abcdef"

@@ -4,10 +4,10 @@ start-up and when a reader meets a dead run, tailers across processes."""
 import json
 import time
 
-from hermes_web.core.ids import new_run_id
 from hermes_web.core.codec import encode_record
-from hermes_web.store.files.journal import read_entries
+from hermes_web.core.ids import new_run_id
 from hermes_web.core.records import TERMINAL_TYPES
+from hermes_web.store.files.journal import read_entries
 from tests.support import SseClient, journal_lines
 
 STREAM_TIMEOUT = 30.0

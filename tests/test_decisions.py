@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from hermes_web.read.fold import fold
 from hermes_web.runs.decisions import (
     AlreadySettled,
     DecisionExpired,
@@ -14,7 +15,6 @@ from hermes_web.runs.decisions import (
     RunDecisions,
     settled_in_view,
 )
-from hermes_web.read.fold import fold
 
 
 class Journal:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from hermes_web.read.fold import RunFold, fold
 from hermes_web.core.codec import encode_record
+from hermes_web.read.fold import RunFold, fold
 
 
 def started(run_id="r1", text="hi", attachments=()):

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
+from hermes_web.core.config import Config, ConfigError
 from hermes_web.runs.agents.hermes import hermes_importable
 from hermes_web.runs.agents.hermes_workers import worker_environment
-from hermes_web.core.config import Config, ConfigError
 from tests.support import free_port
 from tests.test_cli import assert_one_line_failure, hermes_web
 

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from hermes_web.runs.agents.hermes_worker import SMART_APPROVAL_SECONDS
 from hermes_web.core.records import TERMINAL_TYPES
+from hermes_web.runs.agents.hermes_worker import SMART_APPROVAL_SECONDS
 from tests import provider_streams as streams
 from tests.fake_openai import FakeOpenAI, Hold, Stream
 from tests.hermes_support import answer, hermes_env, make_hermes_home, needs_hermes, terminal_call

@@ -10,10 +10,11 @@ import time
 import pytest
 
 from hermes_web.core import codec
-from hermes_web.store.files import journal
-from hermes_web.core.fsutil import ensure_dir
 from hermes_web.core.codec import encode_record
+from hermes_web.core.fsutil import ensure_dir
+from hermes_web.store.datadir import DataDir
 from hermes_web.store.durability import Durability
+from hermes_web.store.files import journal
 from hermes_web.store.files.journal import (
     JournalError,
     JournalWriter,
@@ -24,7 +25,6 @@ from hermes_web.store.files.journal import (
     read_tail,
     recover,
 )
-from hermes_web.store.datadir import DataDir
 
 
 def started(run_id="r1"):

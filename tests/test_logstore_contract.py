@@ -11,11 +11,11 @@ import time
 import pytest
 
 from hermes_web.core.codec import encode_record
-from hermes_web.store.files.logs import FileLogStore
 from hermes_web.core.ids import new_run_id, new_session_id
-from hermes_web.store.durability import Durability
-from hermes_web.store.logstore import LogExists, LogNotFound, is_terminal
 from hermes_web.store.datadir import DataDir
+from hermes_web.store.durability import Durability
+from hermes_web.store.files.logs import FileLogStore
+from hermes_web.store.logstore import LogExists, LogNotFound, is_terminal
 
 WAIT = 5.0
 

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from hermes_web.store.files.journal import encode_record
 from hermes_web.redaction.records import RecordRedaction
 from hermes_web.redaction.redactor import Redactor
+from hermes_web.store.files.journal import encode_record
 from tests.test_redact import SECRET_CASES, assert_absent
 
 REDACTOR = Redactor()

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hermes_web.redaction.redactor import MASK, Redactor
 from hermes_web.redaction.patterns import RULES, SECRET_KEY_NAME
+from hermes_web.redaction.redactor import MASK, Redactor
 
 DIGITS = string.digits
 UPPER = string.ascii_uppercase

@@ -10,14 +10,14 @@ import sys
 import pytest
 
 from hermes_web.compaction.plan import Options
+from hermes_web.compaction.redis import compact
 from hermes_web.core.config import Config
 from hermes_web.core.ids import new_run_id
+from hermes_web.read.views import SessionViews
 from hermes_web.store.durability import Durability
 from hermes_web.store.logstore import LogNotFound
 from hermes_web.store.redis import open_stores
 from hermes_web.store.redis.client import KEYS
-from hermes_web.compaction.redis import compact
-from hermes_web.read.views import SessionViews
 from tests.support import ROOT
 
 COMPLETED = {"type": "run.completed", "ts": 50.0}

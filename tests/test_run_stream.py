@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from tests.support import assert_sse_headers, ServerProcess, SseClient, expected_frames, journal_lines, request
+from tests.support import ServerProcess, SseClient, assert_sse_headers, expected_frames, journal_lines, request
 
 STREAM_TIMEOUT = 30.0
 

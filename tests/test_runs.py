@@ -2,13 +2,13 @@
 partial output kept), the run resource, and the demo agent's pacing."""
 
 import concurrent.futures
-import threading
 import json
+import threading
 import time
 
+from hermes_web.core.records import TERMINAL_TYPES
 from hermes_web.runs.agents.demo import _TOOL_PAUSES
 from hermes_web.store.files.journal import read_entries
-from hermes_web.core.records import TERMINAL_TYPES
 from tests.support import SseClient, journal_lines
 
 STREAM_TIMEOUT = 30.0

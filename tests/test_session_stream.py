@@ -5,8 +5,7 @@ import json
 import time
 import urllib.parse
 
-
-from tests.support import assert_sse_headers, SseClient, expected_frames, journal_lines, request
+from tests.support import SseClient, assert_sse_headers, expected_frames, journal_lines, request
 
 STREAM_TIMEOUT = 30.0
 

@@ -5,10 +5,10 @@ import threading
 
 import pytest
 
+from hermes_web.core.endpoints import Endpoint
 from hermes_web.runs.agents.base import AgentRequest, title_for
 from hermes_web.runs.agents.demo import DemoAgent
 from hermes_web.runs.agents.openai_compat import OpenAICompatibleAgent
-from hermes_web.core.endpoints import Endpoint
 from tests.fake_openai import FakeOpenAI
 from tests.test_uploads import upload_one
 

@@ -8,10 +8,10 @@ import math
 import pytest
 
 from hermes_web.core.config import Config
-from hermes_web.store.datadir import DataDir
 from hermes_web.runs.tools import ToolContext, ToolError, Toolset, builtin_toolset, parse_arguments
 from hermes_web.runs.tools.attachments import DEFAULT_READ_CHARS, SessionAttachments
 from hermes_web.runs.tools.calculator import MAX_INT_BITS, evaluate
+from hermes_web.store.datadir import DataDir
 from hermes_web.store.uploads import UploadStore
 
 # ------------------------------------------------------------------ calculator

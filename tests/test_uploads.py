@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from hermes_web.read.fold import RunFold
 from hermes_web.core.sniff import TextDetector, looks_like_markup, sniff_mime
+from hermes_web.read.fold import RunFold
 from hermes_web.store.uploads import MAX_NAME_CHARS, display_name
 from tests.support import request
 

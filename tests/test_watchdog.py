@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from hermes_web.runs.agents import Agents
-from hermes_web.runs.agents.demo import DemoAgent
 from hermes_web.app import create_app, shutdown
 from hermes_web.core.config import Config, ConfigError
 from hermes_web.core.records import TERMINAL_TYPES
-from hermes_web.runs.manager import STOP_GRACE_SECONDS
 from hermes_web.core.services import find_service
+from hermes_web.runs.agents import Agents
+from hermes_web.runs.agents.demo import DemoAgent
+from hermes_web.runs.manager import STOP_GRACE_SECONDS
 from tests.support import SseClient
 
 

@@ -35,14 +35,22 @@ from hermes_web.compaction.plan import (
     format_duration,
     plan_session,
 )
-from hermes_web.store.files.logs import session_lock
-from hermes_web.read.fold import RunFold
-from hermes_web.core.fsutil import FILE_MODE, atomic_write, ensure_dir, fsync_dir, remove_if_empty, unlink_quietly, write_all
 from hermes_web.compaction.retention import ARCHIVE_SUFFIX, TEMP_PREFIX, prune_archives
 from hermes_web.core.codec import encode_line
-from hermes_web.store.files.journal import TORN_SUFFIX, journal_state, read_entries, recover, writer_alive_at
+from hermes_web.core.fsutil import (
+    FILE_MODE,
+    atomic_write,
+    ensure_dir,
+    fsync_dir,
+    remove_if_empty,
+    unlink_quietly,
+    write_all,
+)
 from hermes_web.core.records import TERMINAL_TYPES
+from hermes_web.read.fold import RunFold
 from hermes_web.store.datadir import JOURNAL_SUFFIX, DataDir
+from hermes_web.store.files.journal import TORN_SUFFIX, journal_state, read_entries, recover, writer_alive_at
+from hermes_web.store.files.logs import session_lock
 from hermes_web.store.transcripts import parse_transcript
 
 LOCK_NAME = "compaction.lock"

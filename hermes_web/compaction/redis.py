@@ -22,14 +22,14 @@ import time
 import redis
 
 from hermes_web.compaction.plan import (
-    Options,
-    Report,
     CLOSING,
     COMPACTED,
     DEAD,
     LIVE,
     TERMINAL,
     UNREADABLE,
+    Options,
+    Report,
     RunObservation,
     format_bytes,
     format_duration,

@@ -17,9 +17,9 @@ The file (documented in the README)::
 Every mistake is a :class:`ConfigError` naming the file, the agent and the key.
 """
 
-import os
 import dataclasses
 import math
+import os
 import re
 import sys
 import urllib.parse

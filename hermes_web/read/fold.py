@@ -6,8 +6,8 @@ docs/journal-format.md.
 """
 
 from hermes_web.core.attachment_markers import legacy_attachment_chips
-from hermes_web.read.branches import RunTree, with_versions
 from hermes_web.core.records import TERMINAL_TYPES
+from hermes_web.read.branches import RunTree, with_versions
 
 TERMINAL_STATUS = {
     "run.completed": "completed",

@@ -10,11 +10,11 @@ frames to every caught-up viewer in one loop; others sleep on the run's beacon.
 import threading
 import time
 
-from hermes_web.read import sse
 from hermes_web.core.codec import decode_record
+from hermes_web.core.records import TERMINAL_TYPES
+from hermes_web.read import sse
 from hermes_web.read.fanout import Fanout, Subscription
 from hermes_web.store.logstore import LogNotFound, StoreUnavailable
-from hermes_web.core.records import TERMINAL_TYPES
 from hermes_web.store.metadata import Damaged, NotFound
 
 # Frames read at this many recent offsets of a run are kept for the other viewers there.

@@ -10,8 +10,8 @@ costs the records appended since the last view.
 import collections
 import threading
 
-from hermes_web.read.branches import RunTree, page, with_versions
 from hermes_web.core.codec import decode_record
+from hermes_web.read.branches import RunTree, page, with_versions
 from hermes_web.read.fold import RunFold
 from hermes_web.store.logstore import LogNotFound
 from hermes_web.store.metadata import Damaged, NotFound

@@ -9,12 +9,12 @@ import logging
 import threading
 import time
 
+from hermes_web.core.codec import decode_record
+from hermes_web.core.ids import new_run_id
+from hermes_web.core.records import bound_record
 from hermes_web.runs.agents import AgentRequest, RunSettings, UnknownAgent
 from hermes_web.runs.decisions import DEFAULT_TIMEOUT_SECONDS, RunDecisions, settled_in_view
-from hermes_web.core.ids import new_run_id
-from hermes_web.core.codec import decode_record
 from hermes_web.store.logstore import LogExists, LogNotFound, OwnershipLost, StoreFull, StoreUnavailable, is_terminal
-from hermes_web.core.records import bound_record
 from hermes_web.store.metadata import Damaged, NotFound
 
 log = logging.getLogger(__name__)

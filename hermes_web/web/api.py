@@ -2,14 +2,14 @@
 
 from flask import Blueprint, jsonify, request
 
+from hermes_web.core.services import service
+from hermes_web.read.search import MAX_QUERY_CHARS
+from hermes_web.read.views import DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS, InvalidPage
 from hermes_web.runs.agents import UnknownAgent, UnknownModel
 from hermes_web.runs.manager import InvalidReplaces, RunConflict, RunNotOwned, ShuttingDown, check_replaces
-from hermes_web.read.search import MAX_QUERY_CHARS
-from hermes_web.core.services import service
 from hermes_web.runs.settings import InvalidSetting, checked_run_model, checked_title, run_settings, validated_changes
 from hermes_web.store.metadata import NotFound
 from hermes_web.store.uploads import UnknownAttachment
-from hermes_web.read.views import DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS, InvalidPage
 from hermes_web.web.errors import ApiError
 from hermes_web.web.inputs import checked_id, json_body
 

@@ -2,6 +2,7 @@
 
 from flask import Blueprint, jsonify
 
+from hermes_web.core.services import service
 from hermes_web.runs.decisions import (
     APPROVAL,
     QUESTION,
@@ -12,7 +13,6 @@ from hermes_web.runs.decisions import (
     NotJournaled,
 )
 from hermes_web.runs.manager import RunNotOwned
-from hermes_web.core.services import service
 from hermes_web.store.metadata import NotFound
 from hermes_web.web.errors import ApiError
 from hermes_web.web.inputs import checked_id, json_body

@@ -8,8 +8,8 @@ from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
 from hermes_web.core.codec import encode_line
-from hermes_web.store.logstore import StoreFull, StoreUnavailable
 from hermes_web.core.services import find_service
+from hermes_web.store.logstore import StoreFull, StoreUnavailable
 
 log = logging.getLogger(__name__)
 DISK_FULL_MESSAGE = "the disk that holds the data dir is full; free some space and try again"

@@ -2,9 +2,9 @@
 
 from flask import Blueprint, Response, request
 
+from hermes_web.core.services import service
 from hermes_web.read import sse
 from hermes_web.store.logstore import LogNotFound, is_terminal
-from hermes_web.core.services import service
 from hermes_web.web.api import locate_run, session_or_404
 from hermes_web.web.errors import ApiError
 from hermes_web.web.inputs import requested_cursor

@@ -5,9 +5,9 @@ import re
 from flask import Blueprint, Response, jsonify, request
 
 from hermes_web.core.codec import encode_line
-from hermes_web.read.export import InvalidImport, export_json, export_markdown, import_messages
 from hermes_web.core.ids import new_session_id
 from hermes_web.core.services import service
+from hermes_web.read.export import InvalidImport, export_json, export_markdown, import_messages
 from hermes_web.web.api import _outgoing, session_or_404
 from hermes_web.web.errors import ApiError
 from hermes_web.web.inputs import json_body

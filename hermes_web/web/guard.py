@@ -12,9 +12,9 @@ import urllib.parse
 
 from flask import current_app, g, redirect, request
 
+from hermes_web.core.services import register, service
 from hermes_web.security.credentials import Credentials
 from hermes_web.security.hosts import HostPolicy, same_origin
-from hermes_web.core.services import register, service
 from hermes_web.web.errors import ApiError, error_response
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -6,8 +6,8 @@ import threading
 
 from flask import Blueprint, current_app, g, jsonify, redirect, request, send_from_directory
 
-from hermes_web.security.limits import FailureWindow, client_key
 from hermes_web.core.services import register, service
+from hermes_web.security.limits import FailureWindow, client_key
 from hermes_web.web.errors import ApiError, error_response
 from hermes_web.web.guard import LOGIN_COOKIE, guard
 from hermes_web.web.inputs import json_body

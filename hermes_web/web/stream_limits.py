@@ -14,8 +14,8 @@ import threading
 from flask import g, request
 from werkzeug.wsgi import ClosingIterator
 
-from hermes_web.security.limits import Slots, client_key, max_streams
 from hermes_web.core.services import register
+from hermes_web.security.limits import Slots, client_key, max_streams
 from hermes_web.web.errors import error_response
 
 STREAM_TYPE = "text/event-stream"

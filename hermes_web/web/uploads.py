@@ -13,10 +13,10 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 from werkzeug.wsgi import wrap_file
 
 from hermes_web.core.attachment_markers import attached_file_paths
-from hermes_web.read.fold import attachment_url
 from hermes_web.core.safepath import UnsafePath, open_beneath, resolve_inside
 from hermes_web.core.services import service
-from hermes_web.core.sniff import HEAD_BYTES, TextDetector, is_inline, sniff_mime, served_content_type
+from hermes_web.core.sniff import HEAD_BYTES, TextDetector, is_inline, served_content_type, sniff_mime
+from hermes_web.read.fold import attachment_url
 from hermes_web.store.uploads import UnknownAttachment, UploadTooLarge, display_name, public_metadata
 from hermes_web.web.api import session_or_404
 from hermes_web.web.errors import ApiError, error_response

@@ -8,7 +8,14 @@ import pytest
 
 from tests import provider_streams
 from tests.browser.conftest import DEMO_ENV, snap
-from tests.browser.ui import assert_shows_journal, assistant_selector, open_session, send_message, wait_status, wait_streamed
+from tests.browser.ui import (
+    assert_shows_journal,
+    assistant_selector,
+    open_session,
+    send_message,
+    wait_status,
+    wait_streamed,
+)
 from tests.fake_openai import FakeOpenAI, Stream
 
 FAST_DEMO = {"HERMES_WEB_DEMO_DELAY_MS": "2"}

@@ -5,7 +5,13 @@ import time
 
 from tests.browser.conftest import DEMO_ENV, snap
 from tests.browser.ui import (
-    assert_shows_journal, assistant_selector, open_session, rendered, send_message, wait_status, wait_streamed,
+    assert_shows_journal,
+    assistant_selector,
+    open_session,
+    rendered,
+    send_message,
+    wait_status,
+    wait_streamed,
 )
 
 CONNECTION = "[data-testid=connection-state]"

@@ -8,11 +8,12 @@ import concurrent.futures
 import logging
 from collections.abc import Mapping
 
+from hermes_web.core.startup import StartupError
 from hermes_web.runs.agents.base import Agent, AgentRequest, RunSettings, UnknownAgent, UnknownModel
 from hermes_web.runs.agents.demo import DemoAgent
-from hermes_web.runs.agents.hermes import AGENT_NAME as HERMES_AGENT, HermesAgent, HermesSettings, hermes_importable
+from hermes_web.runs.agents.hermes import AGENT_NAME as HERMES_AGENT
+from hermes_web.runs.agents.hermes import HermesAgent, HermesSettings, hermes_importable
 from hermes_web.runs.agents.openai_compat import OpenAICompatibleAgent
-from hermes_web.core.startup import StartupError
 
 DEFAULT_AGENT = "demo"
 log = logging.getLogger(__name__)

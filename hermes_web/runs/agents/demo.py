@@ -14,8 +14,8 @@ import re
 import threading
 import time
 
-from hermes_web.runs.agents.base import AgentRequest, title_for
 from hermes_web.core.ids import new_call_id
+from hermes_web.runs.agents.base import AgentRequest, title_for
 
 _TOKEN = re.compile(r"\S+\s*|\s+")
 # Long messages are quoted in bigger pieces so a run stays within tens of seconds.

@@ -18,12 +18,12 @@ import subprocess
 import sys
 import threading
 
+from hermes_web.core.fsutil import ensure_dir
+from hermes_web.core.ids import is_valid_id, new_call_id
 from hermes_web.runs.agents.base import AgentRequest, title_for
 from hermes_web.runs.agents.conversation import assistant_messages
 from hermes_web.runs.agents.hermes_worker import STATES
 from hermes_web.runs.agents.hermes_workers import ENDED, NOTHING, Worker, WorkerPool, worker_environment
-from hermes_web.core.fsutil import ensure_dir
-from hermes_web.core.ids import is_valid_id, new_call_id
 from hermes_web.store.uploads import UnknownAttachment
 
 AGENT_NAME = "hermes"

@@ -15,12 +15,12 @@ import re
 import threading
 import time
 
+from hermes_web.core.ids import is_valid_id, new_call_id
 from hermes_web.runs.agents.base import AgentRequest, title_for
 from hermes_web.runs.agents.completion import Completion
 from hermes_web.runs.agents.conversation import build_messages, tool_call_message, tool_result_message
 from hermes_web.runs.agents.provider import Provider
 from hermes_web.runs.agents.provider_errors import ProviderError, StreamEndedEarly
-from hermes_web.core.ids import is_valid_id, new_call_id
 from hermes_web.runs.tools import ToolContext, Toolset, builtin_toolset, parse_arguments
 from hermes_web.runs.tools.attachments import SessionAttachments
 from hermes_web.store.uploads import UnknownAttachment

@@ -34,9 +34,10 @@ from hermes_web.store.files.journal import (
     recover,
     writer_alive,
 )
+from hermes_web.store.files.transcripts import transcript_run_ids
 from hermes_web.store.logstore import (
-    READ_CHUNK_BYTES,
     OWNER_GONE_RECHECK_SECONDS,
+    READ_CHUNK_BYTES,
     REMOTE_LIVENESS_SECONDS,
     LogExists,
     LogNotFound,
@@ -44,7 +45,6 @@ from hermes_web.store.logstore import (
     is_terminal,
     wait_settled,
 )
-from hermes_web.store.files.transcripts import transcript_run_ids
 from hermes_web.store.wakeup import CONTENT, ENTRIES, Beacons, Watcher
 
 INDEX_VERSION = "1"

@@ -10,7 +10,6 @@ from hermes_web.core.ids import is_valid_id
 from hermes_web.store.datadir import DataDir
 from hermes_web.store.metadata import Damaged, NotFound, sort_time, updated_meta
 
-
 # Metadata read this long after its file last changed is cached by that file's identity;
 # younger files are read again (timestamps are coarse: two writes within one clock tick
 # can leave the same signature).

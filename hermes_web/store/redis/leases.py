@@ -13,8 +13,8 @@ import threading
 
 import redis
 
-from hermes_web.store.redis.client import KEYS, is_unavailable
 from hermes_web.store.logstore import StoreUnavailable
+from hermes_web.store.redis.client import KEYS, is_unavailable
 
 log = logging.getLogger(__name__)
 

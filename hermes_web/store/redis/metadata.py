@@ -16,9 +16,9 @@ import time
 import redis
 
 from hermes_web.core.codec import decode_line, encode_line
+from hermes_web.store.metadata import Damaged, NotFound, sort_time, updated_meta
 from hermes_web.store.redis.client import KEYS, reaching
 from hermes_web.store.redis.notifier import message
-from hermes_web.store.metadata import Damaged, NotFound, sort_time, updated_meta
 from hermes_web.store.transcripts import EMPTY, TranscriptCache, parse_transcript
 
 LIST_BATCH = 500

@@ -6,9 +6,9 @@ thousand viewers cost a thousand small objects, not a thousand connections.
 
 
 from hermes_web.core.codec import decode_record
-from hermes_web.store.logstore import READ_CHUNK_BYTES
 from hermes_web.store.logstore import (
     OWNER_GONE_RECHECK_SECONDS,
+    READ_CHUNK_BYTES,
     REMOTE_LIVENESS_SECONDS,
     LogNotFound,
     StoreUnavailable,
