@@ -79,12 +79,13 @@ def create_app(config: Config = None, offload=None) -> Flask:
         # An older data dir (or a deleted index): index what it holds, in the background.
         threading.Thread(target=_build_search, args=(search, sessions, views), name="search-index", daemon=True).start()
 
-    from hermes_web.web import api, decisions, errors, events, exchange, guard, login, stream_limits, ui, uploads
+    from hermes_web.web import api, decisions, errors, events, exchange, guard, health, login, stream_limits, ui, uploads
 
     errors.init_app(app)
     guard.init_app(app, config)
     login.init_app(app, config, offload)
     stream_limits.init_app(app, config)
+    health.init_app(app, config, data_dir)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(decisions.blueprint)
     app.register_blueprint(exchange.blueprint)

@@ -88,8 +88,10 @@ class CompactionLock:
 # ---------------------------------------------------------------- entry points
 
 
-def compact(data_dir: DataDir, options: Options, out=None, now=None) -> int:
-    """One pass over ``data_dir``; prints what it does to ``out``; returns the exit code."""
+def compact(data_dir: DataDir, options: Options, out=None, now=None, report: Report = None) -> int:
+    """One pass over ``data_dir``; prints what it does to ``out``, counts it in ``report``;
+    returns the exit code."""
+    report = report or Report()
     out = out or sys.stdout
     say = lambda line: print(line, file=out, flush=True)  # noqa: E731
     try:
@@ -99,11 +101,12 @@ def compact(data_dir: DataDir, options: Options, out=None, now=None) -> int:
         return 1
     if options.dry_run:
         # A dry run takes no lock: creating the lock file would already be a change.
-        return _pass(data_dir, options, say, now)
+        return _pass(data_dir, options, say, now, report)
     try:
         with CompactionLock(data_dir, wait=options.wait):
-            return _pass(data_dir, options, say, now)
+            return _pass(data_dir, options, say, now, report)
     except CompactionBusy:
+        report.busy = True
         say("another compaction is running; nothing done (use --wait to wait for it)")
         return 0
     except OSError as error:
@@ -111,9 +114,8 @@ def compact(data_dir: DataDir, options: Options, out=None, now=None) -> int:
         return 1
 
 
-def _pass(data_dir: DataDir, options: Options, say, now) -> int:
+def _pass(data_dir: DataDir, options: Options, say, now, report: Report) -> int:
     now = time.time() if now is None else now
-    report = Report()
     verb = "would compact" if options.dry_run else "compacting"
     say(f"{verb} {data_dir.root} ({options.mode}, runs ended more than "
         f"{format_duration(options.older_than)} ago{', dry run' if options.dry_run else ''})")

@@ -154,6 +154,8 @@ class Report:
     temp_files_removed: int = 0
     damaged: int = 0
     errors: int = 0
+    # Another pass held the lock: this one did nothing, and leaves no report.
+    busy: bool = False
 
     @property
     def bytes_freed(self) -> int:

@@ -46,32 +46,35 @@ COMPACTION_LOCK_SECONDS = 3600
 READ_BYTES = 4 * 1024 * 1024
 
 
-def run_from_cli(config, options: Options, out=None) -> int:
+def run_from_cli(config, options: Options, out=None, report: Report = None) -> int:
     """``hermes-web compact`` with ``HERMES_WEB_STORE`` set: the exit code."""
     from hermes_web.store.redis import open_stores
 
     stores = open_stores(config, Durability(config.fsync_policy, config.fsync_interval))
     try:
-        return compact(stores, options, out)
+        return compact(stores, options, out, report=report)
     except StoreUnavailable as error:
         print(f"error: {error}", file=out or sys.stdout, flush=True)
         return 1
 
 
-def compact(stores, options: Options, out=None, now=None) -> int:
-    """One pass over the store; prints what it does to ``out``; returns the exit code."""
+def compact(stores, options: Options, out=None, now=None, report: Report = None) -> int:
+    """One pass over the store; prints what it does to ``out``, counts it in ``report``;
+    returns the exit code."""
     out = out or sys.stdout
     say = lambda line: print(line, file=out, flush=True)  # noqa: E731
     client = stores.logs.client
     lock = client.lock(KEYS.compaction_lock, timeout=COMPACTION_LOCK_SECONDS, sleep=0.1, thread_local=False)
     try:
         if not options.dry_run and not lock.acquire(blocking=options.wait):
+            if report is not None:
+                report.busy = True
             say("another compaction is running; nothing done (use --wait to wait for it)")
             return 0
     except redis.RedisError as error:
         raise StoreUnavailable(f"the shared store (Redis) cannot be reached: {type(error).__name__}") from None
     try:
-        return _pass(stores, options, say, time.time() if now is None else now)
+        return _pass(stores, options, say, time.time() if now is None else now, report or Report())
     finally:
         if not options.dry_run:
             try:
@@ -80,8 +83,7 @@ def compact(stores, options: Options, out=None, now=None) -> int:
                 pass  # expired or unreachable: it lapses by itself
 
 
-def _pass(stores, options: Options, say, now: float) -> int:
-    report = Report()
+def _pass(stores, options: Options, say, now: float, report: Report) -> int:
     say(f"{'would compact' if options.dry_run else 'compacting'} the shared store ({options.mode}, runs ended more "
         f"than {format_duration(options.older_than)} ago{', dry run' if options.dry_run else ''})")
     if options.session_id is not None:

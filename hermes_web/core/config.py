@@ -69,6 +69,8 @@ class Config:
     # False for a provider that cannot stream (it answers a streamed request with one JSON
     # body): Hermes then asks without streaming, and the answer arrives whole.
     hermes_stream: bool = True
+    # GET /metrics and the counting behind it (docs/deploy.md#metrics).
+    metrics: bool = True
     # Seconds an approval or a clarifying question waits for a person before it is settled
     # by the timeout (an approval as "deny").
     approval_timeout: float = 300.0
@@ -217,6 +219,7 @@ class Config:
             "HERMES_WEB_HERMES_TOOLSETS": ("hermes_toolsets", _parse_list),
             "HERMES_WEB_HERMES_PASS_ENV": ("hermes_pass_env", _parse_list),
             "HERMES_WEB_HERMES_STREAM": ("hermes_stream", _parse_bool),
+            "HERMES_WEB_METRICS": ("metrics", _parse_bool),
             "HERMES_WEB_STORE": ("store_url", str),
             "HERMES_WEB_UPLOADS_DIR": ("uploads_dir", Path),
             "HERMES_WEB_REDIS_LEASE_S": ("redis_lease_seconds", _parse_number),

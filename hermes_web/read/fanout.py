@@ -12,6 +12,8 @@ Viewers that are behind (a replay, a slow client) read the journal themselves as
 import threading
 import time
 
+from hermes_web.core.metrics import metrics
+
 
 class Subscription:
     """One caught-up viewer, handed to a run's sender."""
@@ -98,6 +100,7 @@ class Fanout:
     def _deliver(self, members, frames: bytes, end: int, finished: bool) -> None:
         now = time.monotonic()
         chunked = None  # the batch as one chunk, framed once for every viewer that needs it
+        delivered = 0
         for subscription in members:
             if not subscription.live:
                 continue  # its viewer took its connection back meanwhile
@@ -112,6 +115,8 @@ class Fanout:
             except OSError:
                 subscription.failed = True
                 rest = b""
+            else:
+                delivered += 1
             subscription.offset = end
             subscription.last_sent = now
             if rest or finished or subscription.failed:
@@ -119,3 +124,4 @@ class Fanout:
                 subscription.finished = finished
                 with self._lock:
                     self._release(subscription)
+        metrics.sent(frames, delivered)

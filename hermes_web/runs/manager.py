@@ -10,6 +10,7 @@ import threading
 import time
 
 from hermes_web.core.codec import decode_record
+from hermes_web.core.metrics import metrics
 from hermes_web.core.ids import new_run_id
 from hermes_web.core.records import bound_record
 from hermes_web.runs.agents import AgentRequest, RunSettings, UnknownAgent
@@ -76,7 +77,7 @@ class RunLocation:
 
 class _Run:
     __slots__ = ("run_id", "session_id", "writer", "cancel", "cancelled_by", "finishing", "done", "thread", "answer",
-                 "lock", "decisions", "filters", "started_at", "last_sign", "stopped", "stopped_at", "ended")
+                 "lock", "decisions", "filters", "started_at", "last_sign", "stopped", "stopped_at", "ended", "agent")
 
     def __init__(self, run_id, session_id, writer):
         self.run_id = run_id
@@ -96,6 +97,7 @@ class _Run:
         self.stopped = None  # the watchdog's error, once it stopped the run
         self.stopped_at = None
         self.ended = False  # its terminal record is written (or given up on)
+        self.agent = ""
 
 
 class RunManager:
@@ -242,8 +244,10 @@ class RunManager:
             run.filters = filters
             run.decisions = RunDecisions(lambda record: self._append(run, filters, record), run.cancel, self.decision_timeout)
             writer.on_cancel = lambda by, run=run: self._request_local_cancel(run, by)
+            run.agent = agent.name
             self._runs[run_id] = run
             self._by_session[session_id] = run_id
+            metrics.run_started(agent.name)
             self._start_watchdog()
         # From here on the run exists: any failure before its thread runs still ends it.
         try:
@@ -428,7 +432,7 @@ class RunManager:
         try:
             try:
                 for record in filters.finish():
-                    run.writer.append(record)
+                    _write(run, record)
                     if record["type"] == "text.delta":
                         run.answer.append(record.get("text_redacted", record.get("text")) or "")
             except StoreFull:
@@ -441,7 +445,7 @@ class RunManager:
             self._touch_session(run.session_id)
             run.finishing = True
             for record in filters.process(terminal):
-                run.writer.append(record, durable=True)
+                _write(run, record, durable=True)
         except (StoreUnavailable, OwnershipLost) as error:
             # The store's own recovery ends the run (run.interrupted once the lease lapses).
             log.warning("run %s: could not write its terminal record: %s", run.run_id, error)
@@ -457,6 +461,7 @@ class RunManager:
                 self._runs.pop(run.run_id, None)
                 if self._by_session.get(run.session_id) == run.run_id:
                     del self._by_session[run.session_id]
+            metrics.run_finished(run.agent, terminal["type"])
             run.done.set()
             self.logs.notify_session(run.session_id)
 
@@ -477,7 +482,7 @@ class RunManager:
         record.update((key, value) for key, value in event.items() if key not in ("type", "ts"))
         for bounded in bound_record(record):
             for ready in filters.process(bounded):
-                run.writer.append(ready)
+                _write(run, ready)
                 kind = ready["type"]
                 if kind == "text.delta":
                     run.answer.append(ready.get("text_redacted", ready.get("text")) or "")
@@ -503,3 +508,10 @@ def _wait_for_end(run_log, offset: int, timeout: float) -> None:
         if remaining <= 0:
             return
         run_log.wait(offset, min(remaining, 0.25))
+
+
+def _write(run: _Run, record: dict, durable: bool = False) -> None:
+    """Append one record to the run's log, timed for ``/metrics``."""
+    started = time.perf_counter()
+    run.writer.append(record, durable=durable)
+    metrics.appended(time.perf_counter() - started)

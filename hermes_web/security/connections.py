@@ -19,6 +19,7 @@ import socket
 import time
 
 from hermes_web.core.codec import encode_line
+from hermes_web.core.metrics import metrics
 from hermes_web.security.limits import Slots, client_key, max_connections
 
 log = logging.getLogger("hermes_web.server")
@@ -333,6 +334,7 @@ class LimitedServer:
 
     def _refuse(self, sock, address, refusal: str) -> None:
         self._note_refusal(address[0], refusal)
+        metrics.refused("too_many_connections")
         if self.ssl_enabled or self._refusals >= MAX_REFUSALS_IN_FLIGHT:
             sock.close()
             return

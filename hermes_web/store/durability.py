@@ -4,6 +4,8 @@ share, and the background flusher of the ``interval`` policy."""
 import threading
 import time
 
+from hermes_web.core.metrics import metrics
+
 
 class Durability:
     """When appended records reach stable storage (PROTOCOL 1.3).
@@ -26,7 +28,7 @@ class Durability:
 
     def after_append(self, writer, durable: bool) -> None:
         if durable or self.policy == "record":
-            writer.sync()
+            _timed_sync(writer)
         elif self.policy == "interval":
             with self._lock:
                 self._dirty.add(writer)
@@ -43,7 +45,7 @@ class Durability:
         with self._lock:
             writers, self._dirty = self._dirty, set()
         for writer in writers:
-            writer.sync()
+            _timed_sync(writer)
 
     def stop(self) -> None:
         self._stopped = True
@@ -56,3 +58,9 @@ class Durability:
                 self.flush()
             except OSError:
                 pass  # a failing disk surfaces on the next durable append
+
+
+def _timed_sync(writer) -> None:
+    started = time.perf_counter()
+    writer.sync()
+    metrics.synced(time.perf_counter() - started)

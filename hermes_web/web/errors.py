@@ -8,6 +8,7 @@ from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
 from hermes_web.core.codec import encode_line
+from hermes_web.core.metrics import metrics
 from hermes_web.core.services import find_service
 from hermes_web.store.logstore import StoreFull, StoreUnavailable
 
@@ -27,6 +28,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, **extra):
+    metrics.refused(code)
     redaction = find_service(current_app, "redaction")
     if redaction is not None:
         message = redaction.text(message)  # error text can quote user input

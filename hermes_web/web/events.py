@@ -2,6 +2,7 @@
 
 from flask import Blueprint, Response, request
 
+from hermes_web.core.metrics import metrics
 from hermes_web.core.services import service
 from hermes_web.read import sse
 from hermes_web.store.logstore import LogNotFound, is_terminal
@@ -15,10 +16,22 @@ blueprint = Blueprint("events", __name__, url_prefix="/api")
 MAX_JOURNAL_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
-def _stream_response(frames) -> Response:
-    response = Response(frames, status=200, headers=sse.HEADERS, direct_passthrough=True)
+def _stream_response(frames, kind: str) -> Response:
+    response = Response(_measured(frames, kind), status=200, headers=sse.HEADERS, direct_passthrough=True)
     response.headers["Content-Type"] = sse.HEADERS["Content-Type"]
     return response
+
+
+def _measured(frames, kind: str):
+    """The stream's frames as they go out, counted for ``/metrics`` (the run's sender counts
+    what it writes to caught-up viewers itself)."""
+    try:
+        with metrics.count_open_streams(kind):
+            for chunk in frames:
+                metrics.sent(chunk)
+                yield chunk
+    finally:
+        frames.close()  # a viewer that went away: the stream lets go of its run at once
 
 
 def _compacted(location) -> ApiError:
@@ -66,7 +79,7 @@ def run_events(run_id):
     if offset == committed and is_terminal(last):
         return "", 204  # nothing follows a terminal record; EventSource stops here
     # The stream opens its own handle once it starts: a response never iterated holds none.
-    return _stream_response(service("streams").run_stream(session_id, run_id, offset, direct=_direct_writer()))
+    return _stream_response(service("streams").run_stream(session_id, run_id, offset, direct=_direct_writer()), "run")
 
 
 def _direct_writer():
@@ -81,7 +94,7 @@ def session_events(session_id):
     streams = service("streams")
     cursor = requested_cursor()
     if cursor is None:
-        return _stream_response(streams.session_stream(session_id, None, 0, direct=_direct_writer()))
+        return _stream_response(streams.session_stream(session_id, None, 0, direct=_direct_writer()), "session")
     run_id, offset = cursor
     try:
         run_log = service("logs").open(run_id, session_id)
@@ -97,10 +110,10 @@ def session_events(session_id):
             # At the end of a finished run the stream goes on with the next run (never 204 here).
             finished = offset == committed and is_terminal(last)
             return _stream_response(streams.session_stream(session_id, run_id, offset, run_finished=finished,
-                                                           direct=_direct_writer()))
+                                                           direct=_direct_writer()), "session")
     if run_id in service("transcripts").read(session_id).by_run:
         return _stream_response(streams.session_stream(session_id, run_id, 0, run_finished=True,
-                                                       direct=_direct_writer()))
+                                                       direct=_direct_writer()), "session")
     raise ApiError(400, "invalid_cursor", "cursor names a run that is not in this session")
 
 

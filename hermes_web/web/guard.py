@@ -21,7 +21,10 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_TYPE = "application/json"
 LOGIN_COOKIE = "hermes_web_login"
 # Reachable without a credential: the login page, what it loads, and the login itself.
-PUBLIC_ENDPOINTS = frozenset({("GET", "login.page"), ("HEAD", "login.page"), ("POST", "login.login")})
+PUBLIC_ENDPOINTS = frozenset({("GET", "login.page"), ("HEAD", "login.page"), ("POST", "login.login"),
+                              ("GET", "health.healthz"), ("HEAD", "health.healthz")})
+# Public only on a server bound to loopback: whoever can reach it is on this machine.
+LOOPBACK_ENDPOINTS = frozenset({("GET", "health.metrics")})
 LOGIN_ASSETS = frozenset({"app.css", "login.js"})
 PAGE_ENDPOINTS = frozenset({"ui.index", "ui.session_page"})
 # Sec-Fetch-Site values of requests a page of this server (or the user, typing a URL) made.
@@ -137,6 +140,8 @@ def check_credential():
 
 def _is_public() -> bool:
     if (request.method, request.endpoint) in PUBLIC_ENDPOINTS:
+        return True
+    if (request.method, request.endpoint) in LOOPBACK_ENDPOINTS and not guard().hosts.beyond_loopback:
         return True
     return (request.method in ("GET", "HEAD") and request.endpoint == "ui.static_file"
             and (request.view_args or {}).get("filename") in LOGIN_ASSETS)

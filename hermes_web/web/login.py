@@ -6,6 +6,7 @@ import threading
 
 from flask import Blueprint, current_app, g, jsonify, redirect, request, send_from_directory
 
+from hermes_web.core.metrics import metrics
 from hermes_web.core.services import register, service
 from hermes_web.security.limits import FailureWindow, client_key
 from hermes_web.web.errors import ApiError, error_response
@@ -66,6 +67,7 @@ def login():
         raise ApiError(400, "invalid_password", "password must be a non-empty string")
     if not logins().check_password(credentials, password):
         logins().failures.record_failure(client)
+        metrics.login_failed()
         log.warning("failed login from %s", request.remote_addr)
         raise ApiError(401, "wrong_password", "that is not the password")
     logins().failures.forget(client)
