@@ -102,11 +102,14 @@ class Streams:
         shared.fanout.subscribe(subscription)
         if session_id is not None:
             self._live_sessions.setdefault(session_id, {})[subscription] = None
+        appended = False
         try:
-            if run_log.read(offset, 1):  # appended between the last read and now
-                return None
-            timeout = max(0.0, self.heartbeat - (time.monotonic() - last_sent))
-            subscription.event.wait(timeout)
+            # Appended between the last read and now? With a shared store this read waits
+            # on the network, and the sender may already deliver meanwhile.
+            appended = bool(run_log.read(offset, 1))
+            if not appended:
+                timeout = max(0.0, self.heartbeat - (time.monotonic() - last_sent))
+                subscription.event.wait(timeout)
         finally:
             shared.fanout.unsubscribe(subscription)
             if session_id is not None:
@@ -115,6 +118,8 @@ class Streams:
                     live.pop(subscription, None)
                     if not live:
                         del self._live_sessions[session_id]
+        if appended and subscription.offset == offset and not subscription.finished and not subscription.failed:
+            return None  # the sender wrote nothing to it: read the new records the usual way
         if subscription.rest and not subscription.failed:
             direct.send_rest(subscription.rest)  # the rest of a batch, within the write deadline
         return subscription.offset, subscription.finished, subscription.failed, subscription.last_sent
