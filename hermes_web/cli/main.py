@@ -1,4 +1,5 @@
-"""``hermes-web``: ``serve``, ``compact``, ``set-password`` and ``token``. Thin wrappers over plain functions."""
+"""``hermes-web``: ``serve``, ``compact``, ``doctor``, ``set-password`` and ``token``. Thin wrappers over
+plain functions."""
 
 import argparse
 import sys
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--wait", action="store_true", help="wait for a running compaction instead of exiting")
     compact.add_argument("--salvage", action="store_true",
                          help="also fold runs with damaged lines (what decodes); their journals are kept in archive/")
+    doctor = commands.add_parser("doctor", help="check the data dir (or the shared store) against the on-disk "
+                                                "contract; --fix repairs what is safe")
+    doctor.add_argument("--data-dir", help="data root (default ./var, env HERMES_WEB_DATA_DIR)")
+    doctor.add_argument("--fix", action="store_true",
+                        help="repair what is safe: index runs, drop stale markers, tighten modes (never live runs)")
     auth_commands.add_parsers(commands)
     return parser
 
@@ -72,6 +78,10 @@ def run(args) -> int:
         from hermes_web.cli.serve import serve
 
         return serve(config)
+    if args.command == "doctor":
+        from hermes_web.doctor.command import run_from_cli as doctor
+
+        return doctor(config, args)
     from hermes_web.compaction.command import run_from_cli
 
     return run_from_cli(config, args)

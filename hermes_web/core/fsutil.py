@@ -54,6 +54,19 @@ def atomic_write(path: Path, data: bytes) -> None:
         unlink_quietly(temp_path)
         raise
     os.close(fd)
+    _rename_into_place(temp_path, path)
+
+
+def atomic_symlink(target: str, path: Path) -> None:
+    """Point the symlink ``path`` at ``target`` (made or replaced): a temp link renamed over
+    it, then the directory fsynced. Readers see the old link or the new one, never none."""
+    path = Path(path)
+    temp_path = path.with_name(f".tmp-{path.name}-{secrets.token_hex(4)}")
+    os.symlink(target, temp_path)
+    _rename_into_place(temp_path, path)
+
+
+def _rename_into_place(temp_path: Path, path: Path) -> None:
     try:
         os.replace(temp_path, path)
     except BaseException:
