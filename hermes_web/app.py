@@ -16,6 +16,8 @@ from hermes_web.redaction.redactor import Redactor
 from hermes_web.runs.agents import build_agents
 from hermes_web.runs.manager import RunManager
 from hermes_web.runs.sessions import Sessions
+from hermes_web.security.auth_state import FileAuthState
+from hermes_web.security.limits import FailureWindow
 from hermes_web.store.datadir import DataDir
 from hermes_web.store.durability import Durability
 from hermes_web.store.files.logs import FileLogStore
@@ -38,7 +40,7 @@ def create_app(config: Config = None, offload=None) -> Flask:
     data_dir = DataDir(config.data_dir, config.uploads_dir).create()
     register(app, "data_dir", data_dir)
     durability = Durability(config.fsync_policy, config.fsync_interval, offload)
-    logs, metadata, transcripts = _open_stores(config, data_dir, durability)
+    logs, metadata, transcripts, auth_state, login_failures = _open_stores(config, data_dir, durability)
     register(app, "logs", logs)
     register(app, "transcripts", transcripts)
     redaction = RecordRedaction(Redactor(config.known_secrets), at_rest=config.redact_at_rest)
@@ -79,11 +81,23 @@ def create_app(config: Config = None, offload=None) -> Flask:
         # An older data dir (or a deleted index): index what it holds, in the background.
         threading.Thread(target=_build_search, args=(search, sessions, views), name="search-index", daemon=True).start()
 
-    from hermes_web.web import api, decisions, errors, events, exchange, guard, health, login, stream_limits, ui, uploads
+    from hermes_web.web import (
+        api,
+        decisions,
+        errors,
+        events,
+        exchange,
+        guard,
+        health,
+        login,
+        stream_limits,
+        ui,
+        uploads,
+    )
 
     errors.init_app(app)
-    guard.init_app(app, config)
-    login.init_app(app, config, offload)
+    guard.init_app(app, config, auth_state)
+    login.init_app(app, login_failures, offload)
     stream_limits.init_app(app, config)
     health.init_app(app, config, data_dir)
     app.register_blueprint(api.blueprint)
@@ -96,17 +110,28 @@ def create_app(config: Config = None, offload=None) -> Flask:
 
 
 def _open_stores(config, data_dir, durability):
-    """``(logs, metadata, transcripts)``: the data dir's files, or the shared Redis of
-    ``HERMES_WEB_STORE``."""
+    """``(logs, metadata, transcripts, auth_state, login_failures)``: the data dir's files
+    (and this process's own failed-login windows), or the shared Redis of ``HERMES_WEB_STORE``."""
     if not config.store_url:
-        return FileLogStore(data_dir, durability).open_index(), SessionStore(data_dir), TranscriptStore(data_dir)
+        return (FileLogStore(data_dir, durability).open_index(), SessionStore(data_dir), TranscriptStore(data_dir),
+                FileAuthState(data_dir.root), FailureWindow(config.login_attempts, config.login_window_seconds))
     from hermes_web.store.redis import durability_warnings, open_stores
 
     stores = open_stores(config, durability)
     for warning in durability_warnings(stores.logs.client, config.fsync_policy):
         log.warning("%s", warning)
     stores.logs.start()
-    return stores.logs, stores.metadata, stores.transcripts
+    return stores.logs, stores.metadata, stores.transcripts, stores.auth, stores.login_failures
+
+
+def open_auth_state(config):
+    """The login state the server of ``config`` uses: the data dir's ``auth/`` files, or the
+    shared Redis of ``HERMES_WEB_STORE`` (docs/security.md). For the command line."""
+    if not config.store_url:
+        return FileAuthState(config.data_dir)
+    from hermes_web.store.redis import open_auth_state as open_redis_auth_state
+
+    return open_redis_auth_state(config)
 
 
 def _build_search(search, sessions, views) -> None:

@@ -263,3 +263,17 @@ def test_the_proxy_opt_out_asks_for_nothing_and_says_so_loudly(server_factory):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert PASSWORD not in server.log_path.read_text()
+
+
+def test_logout_everywhere_ends_every_login_at_once(server_factory):
+    server = server_factory(env={"HERMES_WEB_PASSWORD": PASSWORD})
+    cookies = [login(server)[3] for _ in range(2)]
+    status, data, headers = request(server.url, "POST", "/api/logout", {"everywhere": "yes"},
+                                    headers={"Cookie": cookies[0]})
+    as_json_error(status, data, headers, 400, "invalid_everywhere")
+    status, _, _ = request(server.url, "POST", "/api/logout", {"everywhere": True}, headers={"Cookie": cookies[0]})
+    assert status == 204
+    for cookie in cookies:
+        assert request(server.url, "GET", "/api/sessions", headers={"Cookie": cookie})[0] == 401
+    fresh = login(server)[3]
+    assert request(server.url, "GET", "/api/sessions", headers={"Cookie": fresh})[0] == 200

@@ -102,16 +102,22 @@ def refusal_to_start(config):
     Bound beyond loopback, everyone on the network can reach it: it needs a password
     unless an authenticating proxy in front decides who gets in.
     """
-    from hermes_web.security.auth import AuthError, stored_password_hash
+    from hermes_web.app import open_auth_state
+    from hermes_web.security.auth import AuthError
     from hermes_web.security.hosts import is_loopback
+    from hermes_web.store.logstore import StoreUnavailable
 
     if config.auth_by_proxy or is_loopback(config.host) or config.password:
         return None
     try:
-        if stored_password_hash(config.data_dir):
+        if open_auth_state(config).password_hash():
             return None
     except AuthError as error:
         return str(error)
+    except StoreUnavailable as error:
+        # Whether a password is set is not known: starting could serve everyone.
+        return (f"refusing to serve on {config.host}: {error}, so whether a password is set is not known. "
+                "Start it once Redis answers, or set HERMES_WEB_PASSWORD")
     return (f"refusing to serve on {config.host} without a password: anyone who can reach it could read every chat. "
             "Run `hermes-web set-password` (or set HERMES_WEB_PASSWORD), or bind 127.0.0.1")
 

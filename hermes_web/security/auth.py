@@ -1,4 +1,7 @@
-"""Passwords, the signing key and bearer tokens: plain functions over ``<data dir>/auth/``.
+"""Passwords, the signing key and bearer tokens: the hashing every store of the login state
+shares, and plain functions over ``<data dir>/auth/``, the store of one server
+(:mod:`hermes_web.security.auth_state`; with ``HERMES_WEB_STORE=redis://`` the same state
+lives in Redis instead).
 
 Everything here is a file the owner can inspect, replace or delete (docs/security.md):
 
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 from hermes_web.core.fsutil import FILE_MODE, atomic_write, ensure_dir, fsync_dir, write_all
+from hermes_web.core.login_state import SIGNING_KEY_BYTES
 
 # scrypt costs: N=2**15, r=8, p=1 needs 32 MiB and about 0.1 s per guess on one core, which
 # is what makes an offline guess of a stolen hash expensive and keeps a Raspberry Pi able to
@@ -35,7 +39,7 @@ HASH_BYTES = 32
 SCRYPT_MAXMEM = 128 * SCRYPT_N * SCRYPT_R * 2
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024
-KEY_BYTES = 32
+KEY_BYTES = SIGNING_KEY_BYTES
 TOKEN_PREFIX = "hwt_"
 TOKEN_NAME_CHARS = 64
 
@@ -104,7 +108,11 @@ def verify_password(password: str, stored: str) -> bool:
 
 def set_password(data_dir, password: str) -> None:
     """Store the hash of ``password`` as the login password (replacing any earlier one)."""
-    stored = hash_password(check_new_password(password))
+    store_password_hash(data_dir, hash_password(check_new_password(password)))
+
+
+def store_password_hash(data_dir, stored: str) -> None:
+    """Make ``stored`` (a :func:`hash_password` result) the login password's hash."""
     ensure_dir(auth_dir(data_dir))
     atomic_write(password_path(data_dir), stored.encode("ascii") + b"\n")
 
@@ -157,6 +165,12 @@ def signing_key(data_dir) -> bytes:
     return key
 
 
+def replace_signing_key(data_dir, key: bytes) -> None:
+    """Sign with ``key`` from now on: every login cookie made before stops working."""
+    ensure_dir(auth_dir(data_dir))
+    atomic_write(signing_key_path(data_dir), key)
+
+
 # ------------------------------------------------------------------ bearer tokens
 
 
@@ -193,14 +207,27 @@ def list_tokens(data_dir) -> list:
 
 def create_token(data_dir, name: str) -> str:
     """Make a token called ``name``, store its hash, and return it (it is never stored)."""
+    return issue_token(name, lambda sha256, created_at: add_token(data_dir, name, sha256, created_at))
+
+
+def issue_token(name: str, add) -> str:
+    """A new token called ``name``, its hash stored by ``add(sha256, created_at)``, which
+    answers False when a token of that name exists."""
     check_token_name(name)
+    token = new_token()
+    if not add(token_hash(token), time.time()):
+        raise AuthError(f"a token named {name!r} exists; revoke it first or pick another name")
+    return token
+
+
+def add_token(data_dir, name: str, sha256: str, created_at: float) -> bool:
+    """Store a token's hash under ``name``; False when a token of that name exists."""
     tokens = list_tokens(data_dir)
     if any(item.get("name") == name for item in tokens):
-        raise AuthError(f"a token named {name!r} exists; revoke it first or pick another name")
-    token = new_token()
-    tokens.append({"name": name, "sha256": token_hash(token), "created_at": round(time.time(), 3)})
+        return False
+    tokens.append({"name": name, "sha256": sha256, "created_at": round(created_at, 3)})
     _write_tokens(data_dir, tokens)
-    return token
+    return True
 
 
 def revoke_token(data_dir, name: str) -> bool:

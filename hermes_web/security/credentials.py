@@ -1,135 +1,163 @@
 """Who may use the server: the password, login cookies and bearer tokens (PROTOCOL 2.5).
 
-The files behind it (:mod:`hermes_web.security.auth`) can change while the server runs (``hermes-web
-set-password``, ``token create``, ``token revoke``, a logout in another server process):
-each is re-read when its ``stat`` changes, so a revoked token stops working at once and a
-new password takes effect without a restart.
+The state behind it (:mod:`hermes_web.security.auth_state`: the data dir's files, or a
+Redis shared by several servers) can change while the server runs (``hermes-web
+set-password``, ``token create``, ``token revoke``, a logout on another server): it is
+read again for every request, so a revoked token or an ended login is refused at the very
+next request and a new password takes effect without a restart.
 """
 
+import dataclasses
 import hashlib
 import hmac
-import os
 import secrets
-import threading
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from hermes_web.core.ids import is_valid_id
 from hermes_web.security import auth
 
 COOKIE_SALT = "hermes_web.login"
+MAX_COOKIE_CHARS = 4096
+MAX_TOKEN_CHARS = 256
+# Reads a cookie's payload without trusting it, to know which login to look up in the same
+# read as everything else; the signature is checked against the real key afterwards.
+_UNVERIFIED = URLSafeTimedSerializer(b"unverified", salt=COOKIE_SALT)
 
 
-class _Watched:
-    """A file's parsed content, parsed again only when the file changes."""
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """What one request presented: whether a credential is needed, and the valid one.
 
-    def __init__(self, path, parse, missing):
-        self.path = path
-        self._parse = parse
-        self._missing = missing
-        self._signature = None
-        self._value = missing
-        self._lock = threading.Lock()
+    ``credential`` is None, ``("token", name)`` or ``("cookie", (login_id, issued_at))``.
+    """
 
-    def get(self):
-        try:
-            stat = os.stat(self.path)
-            signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        except FileNotFoundError:
-            signature = None
-        with self._lock:
-            if signature != self._signature:
-                self._value = self._missing if signature is None else self._parse()
-                self._signature = signature
-            return self._value
+    required: bool
+    credential: tuple = None
 
 
 class Credentials:
-    """The password, the cookie signer, the token hashes and the logged-out cookies."""
+    """The password, the cookie signer, the tokens and the logged-out cookies of a state."""
 
-    def __init__(self, config, data_dir):
-        self.data_dir = data_dir
+    def __init__(self, config, state):
+        self.state = state
         self.by_proxy = config.auth_by_proxy
         self.max_age = config.login_days * 86400
-        key = auth.signing_key(data_dir)
-        self._key = key
-        self._serializer = URLSafeTimedSerializer(key, salt=COOKIE_SALT)
         # A password from the environment is hashed once per start, so checking it costs
         # what checking a stored one costs (no timing difference, same brute-force price).
         self._env_password_hash = auth.hash_password(config.password) if config.password else None
-        self._env_fingerprint = self._fingerprint(config.password.encode("utf-8")) if config.password else None
-        self._password = _Watched(auth.password_path(data_dir), lambda: auth.stored_password_hash(data_dir), None)
-        self._tokens = _Watched(auth.tokens_path(data_dir), self._load_tokens, {})
-        self._revoked = _Watched(auth.revoked_path(data_dir), lambda: auth.read_revoked(data_dir), {})
-        self._revoke_lock = threading.Lock()
+        self._env_password = config.password.encode("utf-8") if config.password else None
+        self._serializer = (None, None)  # (key, serializer) of the key last used
 
     # ------------------------------------------------------------ what is configured
 
     @property
     def password_hash(self):
         """The hash a login is checked against (the environment's first), or None."""
-        return self._env_password_hash or self._password.get()
+        return self._env_password_hash or self.state.password_hash()
 
     @property
     def required(self) -> bool:
         """Whether every request needs a credential: a password is set and no proxy decides."""
-        return not self.by_proxy and self.password_hash is not None
+        return self._required(self.password_hash)
 
-    def check_password(self, password: str) -> bool:
-        """Slow (scrypt): call it off the event loop."""
+    def check_password(self, password: str, offload=None) -> bool:
+        """Slow (scrypt): ``offload(function, *args)`` runs the hashing off the event loop.
+
+        The stored hash is read here, in the caller's context: a shared store's connection
+        belongs to the event loop, not to the thread the hashing runs in.
+        """
         stored = self.password_hash
-        return stored is not None and auth.verify_password(password, stored)
+        if stored is None:
+            return False
+        return (offload or _call)(auth.verify_password, password, stored)
+
+    def identify(self, token: str = None, cookie: str = None) -> Identity:
+        """Check a request's bearer token and login cookie with one read of the state.
+
+        A token is tried first; a cookie counts when it is signed with the key in force,
+        unexpired, made under the password in force and not logged out.
+        """
+        token_sha256 = auth.token_hash(token) if _looks_like_token(token) else None
+        login_id = _unverified_login_id(cookie)
+        state = self.state.request_state(token_sha256=token_sha256, login_id=login_id)
+        required = self._required(self._env_password_hash or state.password_hash)
+        if state.token_name is not None:
+            return Identity(required, ("token", state.token_name))
+        if login_id is None or state.login_ended or state.signing_key is None:
+            return Identity(required)
+        login = self._verified_login(cookie, state.signing_key, state.password_hash)
+        return Identity(required, ("cookie", login) if login is not None and login[0] == login_id else None)
 
     # ------------------------------------------------------------ login cookies
 
     def issue_cookie(self) -> str:
         """A signed cookie value naming a fresh login and the password it was made under."""
-        return self._serializer.dumps({"id": secrets.token_urlsafe(16), "pw": self._password_fingerprint()})
+        key = self.state.signing_key()
+        payload = {"id": secrets.token_urlsafe(16), "pw": self._password_fingerprint(key, self.state.password_hash())}
+        return self._serializer_for(key).dumps(payload)
 
-    def cookie_login(self, value: str):
-        """``(login_id, issued_at)`` of a valid, unexpired, not logged-out cookie, else None.
+    def end_login(self, login_id: str, issued_at: float) -> None:
+        """Log a cookie out for good (until it would have expired anyway)."""
+        self.state.end_login(login_id, issued_at + self.max_age)
+
+    def end_every_login(self) -> None:
+        """Log every cookie out, on every server of the state: a new key signs from now on."""
+        self.state.replace_signing_key(secrets.token_bytes(auth.KEY_BYTES))
+
+    def _verified_login(self, value: str, key: bytes, stored_hash):
+        """``(login_id, issued_at)`` of a cookie signed with ``key``, unexpired and made under
+        the password in force, else None.
 
         The fingerprint of the password in force is signed into each cookie, so changing
         the password logs every browser out.
         """
-        if not value or len(value) > 4096:
-            return None
         try:
-            payload, issued = self._serializer.loads(value, max_age=self.max_age, return_timestamp=True)
+            payload, issued = self._serializer_for(key).loads(value, max_age=self.max_age, return_timestamp=True)
         except BadSignature:  # also SignatureExpired
             return None
         if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
             return None
-        if not hmac.compare_digest(str(payload.get("pw", "")), self._password_fingerprint()):
-            return None
-        if payload["id"] in self._revoked.get():
+        if not hmac.compare_digest(str(payload.get("pw", "")), self._password_fingerprint(key, stored_hash)):
             return None
         return payload["id"], issued.timestamp()
 
-    def end_login(self, login_id: str, issued_at: float) -> None:
-        """Log a cookie out for good (until it would have expired anyway)."""
-        with self._revoke_lock:
-            auth.revoke_login(self.data_dir, login_id, issued_at + self.max_age)
+    def _serializer_for(self, key: bytes) -> URLSafeTimedSerializer:
+        cached_key, serializer = self._serializer
+        if cached_key != key:
+            serializer = URLSafeTimedSerializer(key, salt=COOKIE_SALT)
+            self._serializer = (key, serializer)
+        return serializer
 
-    def _password_fingerprint(self) -> str:
-        if self._env_fingerprint is not None:
-            return self._env_fingerprint
-        stored = self._password.get()
-        return self._fingerprint(stored.encode("ascii")) if stored else ""
-
-    def _fingerprint(self, material: bytes) -> str:
+    def _password_fingerprint(self, key: bytes, stored_hash) -> str:
+        if self._env_password is not None:
+            material = self._env_password
+        elif stored_hash:
+            material = stored_hash.encode("ascii")
+        else:
+            return ""
         # Keyed, so the cookie reveals nothing about the password or its hash.
-        return hmac.new(self._key, b"password\0" + material, hashlib.sha256).hexdigest()[:32]
+        return hmac.new(key, b"password\0" + material, hashlib.sha256).hexdigest()[:32]
 
-    # ------------------------------------------------------------ bearer tokens
+    def _required(self, password_hash) -> bool:
+        return not self.by_proxy and password_hash is not None
 
-    def token_name(self, token: str):
-        """The name of the stored token ``token`` is, or None."""
-        if not token.startswith(auth.TOKEN_PREFIX) or len(token) > 256:
-            return None
-        return self._tokens.get().get(auth.token_hash(token))
 
-    def _load_tokens(self) -> dict:
-        try:
-            return {item["sha256"]: item.get("name", "") for item in auth.list_tokens(self.data_dir)}
-        except auth.AuthError:
-            return {}
+def _call(function, *args):
+    return function(*args)
+
+
+def _looks_like_token(token) -> bool:
+    return bool(token) and token.startswith(auth.TOKEN_PREFIX) and len(token) <= MAX_TOKEN_CHARS
+
+
+def _unverified_login_id(value):
+    """The login id a cookie claims, or None; nothing is trusted until its signature is."""
+    if not value or len(value) > MAX_COOKIE_CHARS:
+        return None
+    try:
+        _, payload = _UNVERIFIED.loads_unsafe(value)
+    except Exception:  # whatever hostile bytes make of the parser, never a 500: no login
+        return None
+    login_id = payload.get("id") if isinstance(payload, dict) else None
+    return login_id if is_valid_id(login_id) else None

@@ -49,9 +49,10 @@ def guard() -> Guard:
     return service("guard")
 
 
-def init_app(app, config) -> None:
-    """Run the checks before every request and tidy every response."""
-    register(app, "guard", Guard(config, Credentials(config, config.data_dir)))
+def init_app(app, config, auth_state) -> None:
+    """Run the checks before every request and tidy every response; credentials are those
+    of ``auth_state`` (the data dir's files, or the shared store's)."""
+    register(app, "guard", Guard(config, Credentials(config, auth_state)))
     # Registered first so they run before any other blueprint's or app's own hooks.
     app.before_request_funcs.setdefault(None, []).insert(0, _check_request)
     app.after_request(_tidy_response)
@@ -118,18 +119,15 @@ def check_credential():
     spending the owner's API key. API and stream requests get 401; pages redirect to
     ``/login``.
     """
-    credentials = guard().credentials
     g.credential = None
+    if _is_public():
+        return None  # answered without the login state, also while a shared store is down
     authorization = request.headers.get("Authorization", "")
-    if authorization[:7].lower() == "bearer ":
-        name = credentials.token_name(authorization[7:].strip())
-        if name is not None:
-            g.credential = ("token", name)
-    if g.credential is None:
-        login = credentials.cookie_login(request.cookies.get(LOGIN_COOKIE, ""))
-        if login is not None:
-            g.credential = ("cookie", login)
-    if g.credential is not None or not credentials.required or _is_public():
+    token = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+    identity = guard().credentials.identify(token, request.cookies.get(LOGIN_COOKIE))
+    g.credential = identity.credential
+    g.password_required = identity.required
+    if g.credential is not None or not identity.required:
         return None
     if request.method in ("GET", "HEAD") and _wants_page():
         return redirect("/login?" + urllib.parse.urlencode({"next": request.full_path.rstrip("?")}), code=303)

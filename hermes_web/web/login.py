@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, g, jsonify, redirect, request, send_fr
 
 from hermes_web.core.metrics import metrics
 from hermes_web.core.services import register, service
-from hermes_web.security.limits import FailureWindow, client_key
+from hermes_web.security.limits import client_key
 from hermes_web.web.errors import ApiError, error_response
 from hermes_web.web.guard import LOGIN_COOKIE, guard
 from hermes_web.web.inputs import json_body
@@ -23,18 +23,19 @@ CONCURRENT_CHECKS = 2
 class Logins:
     """Failed-login windows per client, and where the slow password check runs."""
 
-    def __init__(self, config, offload=None):
-        self.failures = FailureWindow(config.login_attempts, config.login_window_seconds)
-        self._offload = offload or (lambda function, *args: function(*args))
+    def __init__(self, failures, offload=None):
+        self.failures = failures
+        self._offload = offload
         self._checks = threading.BoundedSemaphore(CONCURRENT_CHECKS)
 
     def check_password(self, credentials, password: str) -> bool:
         with self._checks:
-            return self._offload(credentials.check_password, password)
+            return credentials.check_password(password, self._offload)
 
 
-def init_app(app, config, offload=None) -> None:
-    register(app, "logins", Logins(config, offload))
+def init_app(app, failures, offload=None) -> None:
+    """``failures`` counts failed logins: this process's own window, or the shared store's."""
+    register(app, "logins", Logins(failures, offload))
     app.register_blueprint(blueprint)
 
 
@@ -80,9 +81,15 @@ def login():
 
 @blueprint.post("/api/logout")
 def logout():
-    """End this browser's login for good (the cookie stops working everywhere)."""
+    """End this browser's login for good (the cookie stops working on every server), or with
+    ``{"everywhere": true}`` every login of every browser."""
+    everywhere = json_body(required=False).get("everywhere", False)
+    if not isinstance(everywhere, bool):
+        raise ApiError(400, "invalid_everywhere", "everywhere must be true or false")
     credential = g.get("credential")
-    if credential is not None and credential[0] == "cookie":
+    if everywhere:
+        guard().credentials.end_every_login()
+    elif credential is not None and credential[0] == "cookie":
         login_id, issued_at = credential[1]
         guard().credentials.end_login(login_id, issued_at)
     response = current_app.response_class(status=204)
@@ -96,7 +103,7 @@ def status():
     credentials = guard().credentials
     credential = g.get("credential")
     return jsonify({
-        "password_required": credentials.required,
+        "password_required": g.password_required,  # as the guard read it for this request
         "auth_by_proxy": credentials.by_proxy,
         "credential": credential[0] if credential else None,
     })

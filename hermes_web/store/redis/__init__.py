@@ -2,13 +2,15 @@
 by several ``hermes-web serve`` processes (``HERMES_WEB_STORE=redis://host:port/db``).
 
 ``logs.py`` is the log store (PROTOCOL 1.5), ``metadata.py`` the session and transcript
-stores, ``leases.py`` ownership, ``notifier.py`` wake-ups across servers
-(compaction is ``hermes_web.compaction.redis``). docs/redis.md is the deployment guide.
+stores, ``auth.py`` the login state, ``leases.py`` ownership, ``notifier.py`` wake-ups
+across servers (compaction is ``hermes_web.compaction.redis``). docs/redis.md is the
+deployment guide.
 """
 
 import dataclasses
 import logging
 
+from hermes_web.store.redis.auth import RedisAuthState, RedisFailureWindow
 from hermes_web.store.redis.client import connect, is_unavailable
 from hermes_web.store.redis.logs import RedisLogStore
 from hermes_web.store.redis.metadata import RedisSessionStore, RedisTranscriptStore
@@ -18,18 +20,31 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class RedisStores:
-    """The three stores of one process, over one connection pool."""
+    """The stores of one process, over one connection pool."""
 
     logs: RedisLogStore
     metadata: RedisSessionStore
     transcripts: RedisTranscriptStore
+    auth: RedisAuthState
+    login_failures: RedisFailureWindow
 
 
 def open_stores(config, durability, beacons=None) -> RedisStores:
     """The stores of the Redis at ``config.store_url`` (nothing is contacted yet)."""
     client = connect(config.store_url)
     logs = RedisLogStore(client, durability, config.redis_lease_seconds, beacons)
-    return RedisStores(logs, RedisSessionStore(client, logs.origin), RedisTranscriptStore(client))
+    return RedisStores(logs, RedisSessionStore(client, logs.origin), RedisTranscriptStore(client),
+                       RedisAuthState(client), login_failures(client, config))
+
+
+def open_auth_state(config) -> RedisAuthState:
+    """The login state alone, for the command line (nothing is contacted yet)."""
+    return RedisAuthState(connect(config.store_url))
+
+
+def login_failures(client, config) -> RedisFailureWindow:
+    """Failed logins counted across every server, with the limits of ``config``."""
+    return RedisFailureWindow(client, config.login_attempts, config.login_window_seconds)
 
 
 def durability_warnings(client, policy: str) -> list:

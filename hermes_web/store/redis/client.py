@@ -100,6 +100,11 @@ class Keys:
     sessions = prefix + "sessions"  # sorted set of session ids by last activity
     archived = prefix + "archived"  # sorted set "<session_id>/<run_id>" by archive time
     compaction_lock = prefix + "compaction-lock"
+    # The login state (docs/security.md), the same for every server.
+    password = prefix + "auth:password"  # string: the scrypt hash
+    signing_key = prefix + "auth:signing-key"  # string: the bytes that sign login cookies
+    tokens = prefix + "auth:tokens"  # hash token sha256 -> name (the per-request lookup)
+    token_names = prefix + "auth:token-names"  # hash name -> {"sha256", "created_at"} JSON
 
     def run(self, run_id: str) -> str:
         """Hash: session, committed offset, terminal type ("" while running), nonce."""
@@ -135,6 +140,14 @@ class Keys:
     def transcript_version(self, session_id: str) -> str:
         """Counter bumped by every transcript change (readers' cache key)."""
         return f"{self.prefix}session:{session_id}:transcript-version"
+
+    def ended_login(self, login_id: str) -> str:
+        """String expiring with the cookie: that login was logged out."""
+        return f"{self.prefix}auth:ended:{login_id}"
+
+    def login_failures(self, client: str) -> str:
+        """Sorted set of one client's failed logins (Redis time, ms), expiring with the window."""
+        return f"{self.prefix}auth:failures:{client}"
 
     def archive(self, session_id: str) -> str:
         """Hash run_id -> the gzipped journal of a compacted run (``compact --archive``)."""

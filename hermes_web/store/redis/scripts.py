@@ -1,6 +1,6 @@
-"""The Lua scripts that change a run: each runs atomically inside Redis, so the offset check,
-the ownership check, the write and the wake-up are one step that no other server can
-interleave with.
+"""The Lua scripts that change a run or the login state: each runs atomically inside Redis,
+so the offset check, the ownership check, the write and the wake-up are one step that no
+other server can interleave with.
 
 Offsets are byte counts, so Lua's numbers (doubles) hold them exactly; ``string.len``
 counts bytes. Every script that appends publishes its wake-up on the channel in the same
@@ -107,4 +107,43 @@ if not terminal or terminal ~= '' then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[4], 'NX')
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
+"""
+
+# A token's two entries change together: the lookup by hash and the name (names are unique).
+# KEYS: tokens, token names; ARGV: name, sha256, entry JSON
+ADD_TOKEN = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
+return 1
+"""
+
+# KEYS: tokens, token names; ARGV: name
+REVOKE_TOKEN = """
+local entry = redis.call('HGET', KEYS[2], ARGV[1])
+if not entry then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], cjson.decode(entry)['sha256'])
+return 1
+"""
+
+# Failed logins of one client in a sliding window, counted on Redis's clock so servers with
+# different clocks count alike. Records a failure when ARGV[3] is non-empty (it is the
+# member: unique per failure), keeps at most ARGV[1] of them, and answers the milliseconds
+# until the client may try again (0: now).
+# KEYS: failures; ARGV: attempts, window_ms, failure id or ''
+LOGIN_FAILURES = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local attempts = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if ARGV[3] ~= '' then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -attempts - 1)
+  redis.call('PEXPIRE', KEYS[1], window)
+end
+if redis.call('ZCARD', KEYS[1]) < attempts then return 0 end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(0, tonumber(oldest[2]) + window - now)
 """
