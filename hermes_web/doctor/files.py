@@ -238,8 +238,7 @@ class FileCheck:
                 elsewhere = any(not other.terminal for key, other in self.journals.items() if key[1] == run_id)
                 if self._young(path) or elsewhere:
                     continue  # being created; or unfinished elsewhere: re-pointed above
-                unborn = self.data_dir.journals_dir(target) / f".{run_id}.jsonl.new"
-                if unborn.exists():
+                if self.data_dir.unborn_journal_path(target, run_id).exists():
                     continue  # a creation: live, or the server's recovery removes both
             if journal is not None:
                 detail = "the run has ended"
@@ -269,7 +268,7 @@ class FileCheck:
                     entries = read_entries(journal_path)
                     if not (entries and is_terminal(entries[-1][0])):
                         raise NotFixed("the run has not ended")
-                elif (self.data_dir.journals_dir(target) / f".{run_id}.jsonl.new").exists():
+                elif self.data_dir.unborn_journal_path(target, run_id).exists():
                     raise NotFixed("the run is being created")
             unlink_quietly(path)
             fsync_dir(path.parent)
@@ -305,9 +304,8 @@ class FileCheck:
     def _holds(self, session_id: str, run_id: str) -> bool:
         """Whether the session holds the run now: its journal, one being created, or its
         transcript."""
-        journals_dir = self.data_dir.journals_dir(session_id)
         return (self.data_dir.journal_path(session_id, run_id).exists()
-                or (journals_dir / f".{run_id}.jsonl.new").exists()
+                or self.data_dir.unborn_journal_path(session_id, run_id).exists()
                 or run_id in transcript_run_ids(self.data_dir.transcript_path(session_id)))
 
     def _live(self, session_id: str, run_id: str) -> bool:

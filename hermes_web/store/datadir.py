@@ -70,6 +70,11 @@ class DataDir:
     def journal_path(self, session_id: str, run_id: str) -> Path:
         return self.journals_dir(session_id) / f"{_checked(run_id)}{JOURNAL_SUFFIX}"
 
+    def unborn_journal_path(self, session_id: str, run_id: str) -> Path:
+        """Where a run's journal is written and locked before it is renamed into place."""
+        path = self.journal_path(session_id, run_id)
+        return path.with_name(f".{path.name}.new")
+
     def transcript_path(self, session_id: str) -> Path:
         return self.transcripts_dir / f"{_checked(session_id)}.jsonl"
 

@@ -275,7 +275,7 @@ class FileLogStore:
             try:
                 log = self._open_path(session_id, run_id)
             except LogNotFound:
-                unborn = self.data_dir.journals_dir(session_id) / f".{run_id}.jsonl.new"
+                unborn = self.data_dir.unborn_journal_path(session_id, run_id)
                 # A run whose creator died before linking it into place was never
                 # acknowledged: nothing refers to it.
                 try:
