@@ -21,6 +21,7 @@ from hermes_web.security.limits import FailureWindow
 from hermes_web.store.datadir import DataDir
 from hermes_web.store.durability import Durability
 from hermes_web.store.files.logs import FileLogStore
+from hermes_web.store.files.streams import FileStreams
 from hermes_web.store.files.metadata import SessionStore
 from hermes_web.store.files.transcripts import TranscriptStore
 from hermes_web.store.logstore import StoreUnavailable
@@ -63,6 +64,8 @@ def create_app(config: Config = None, offload=None) -> Flask:
     runs.init_app(app)
     sessions = Sessions(metadata, logs, transcripts, runs, views, streams, data_dir, search)
     sessions.init_app(app)
+    # Durable Streams' generic streams live in the data dir (docs/durable-streams.md).
+    register(app, "ds_streams", FileStreams(data_dir, durability, redaction))
 
     try:
         recovered = logs.recover_unfinished()
@@ -84,6 +87,7 @@ def create_app(config: Config = None, offload=None) -> Flask:
     from hermes_web.web import (
         api,
         decisions,
+        durable_streams,
         errors,
         events,
         exchange,
@@ -105,6 +109,7 @@ def create_app(config: Config = None, offload=None) -> Flask:
     app.register_blueprint(exchange.blueprint)
     app.register_blueprint(events.blueprint)
     app.register_blueprint(uploads.blueprint)
+    app.register_blueprint(durable_streams.blueprint)
     app.register_blueprint(ui.blueprint)
     return app
 
@@ -153,4 +158,5 @@ def shutdown(app) -> None:
     for agent in runs.agents.values():
         if hasattr(agent, "close"):
             agent.close()  # its idle worker processes
+    find_service(app, "ds_streams").close_all()
     find_service(app, "logs").durability.stop()

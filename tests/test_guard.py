@@ -11,6 +11,9 @@ from tests.support import ServerProcess, request, url_map_routes
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 UPLOAD_ENDPOINT = "uploads.upload"
+# Views that take any media type and check it themselves (uploads; Durable Streams, whose
+# stream holds the type it was created with).
+OWN_MEDIA_TYPE_ENDPOINTS = {UPLOAD_ENDPOINT, "durable_streams.stream"}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,8 @@ def open_server(tmp_path_factory):
     yield server
     server.stop()
     log = server.log_path.read_text()
-    assert "Traceback" not in log and " 500 " not in log, log[-3000:]
+    # The status follows the request line's closing quote (a response may be 500 bytes long).
+    assert "Traceback" not in log and '" 500 ' not in log, log[-3000:]
 
 
 def json_error(status, data, headers, expected_status, code):
@@ -101,7 +105,7 @@ def test_a_body_that_is_not_json_gets_415_on_every_json_route(open_server, conte
     before = state(open_server)
     checked = 0
     for method, path, endpoint in open_server.routes:
-        if method not in STATE_CHANGING or endpoint == UPLOAD_ENDPOINT:
+        if method not in STATE_CHANGING or endpoint in OWN_MEDIA_TYPE_ENDPOINTS:
             continue
         head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body.encode())}\r\nConnection: close\r\n"
         if content_type is not None:

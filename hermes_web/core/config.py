@@ -42,6 +42,10 @@ class Config:
     max_json_bytes: int = 1024 * 1024
     # A session export can be much larger than any other request body.
     max_import_bytes: int = 64 * 1024 * 1024
+    # Durable Streams (docs/durable-streams.md): the largest body one append may carry, and
+    # how long a live read waits for data before it answers "nothing yet".
+    max_append_bytes: int = 8 * 1024 * 1024
+    long_poll_seconds: float = 20.0
     redact_at_rest: bool = True
     heartbeat_seconds: float = 15.0
     sse_retry_ms: int = 2000
@@ -135,6 +139,10 @@ class Config:
         for name in ("max_connections_per_client", "max_streams_per_client", "login_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_SETTING_NAMES[name]} must be at least 1")
+        if not 0.1 <= self.long_poll_seconds <= 300:
+            raise ConfigError("HERMES_WEB_LONG_POLL_S must be in 0.1..300 seconds")
+        if self.max_append_bytes < 1:
+            raise ConfigError("HERMES_WEB_MAX_APPEND_MB must be positive")
         if self.max_connections < 0:
             raise ConfigError("HERMES_WEB_MAX_CONNECTIONS must be 0 (from the open-file limit) or positive")
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -184,6 +192,8 @@ class Config:
             "HERMES_WEB_DEMO_DELAY_MS": ("demo_delay_ms", _parse_int),
             "HERMES_WEB_MAX_UPLOAD_MB": ("max_upload_bytes", lambda v: int(_parse_number(v) * 1024 * 1024)),
             "HERMES_WEB_MAX_IMPORT_MB": ("max_import_bytes", lambda v: int(_parse_number(v) * 1024 * 1024)),
+            "HERMES_WEB_MAX_APPEND_MB": ("max_append_bytes", lambda v: int(_parse_number(v) * 1024 * 1024)),
+            "HERMES_WEB_LONG_POLL_S": ("long_poll_seconds", _parse_number),
             "HERMES_WEB_REDACT_AT_REST": ("redact_at_rest", _parse_bool),
             "HERMES_WEB_HEARTBEAT_S": ("heartbeat_seconds", _parse_number),
             "HERMES_WEB_OPENAI_BASE_URL": ("openai_base_url", str),

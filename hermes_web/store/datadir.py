@@ -88,6 +88,10 @@ class DataDir:
     def archive_dir(self, session_id: str) -> Path:
         return self.archive_root / _checked(session_id)
 
+    def archived_journal_path(self, session_id: str, run_id: str) -> Path:
+        """Where compaction keeps a removed run's journal, gzipped."""
+        return self.archive_dir(session_id) / f"{_checked(run_id)}.jsonl.gz"
+
     @property
     def workspaces_root(self) -> Path:
         """Working directories of agents that work on files (made when first used)."""

@@ -25,6 +25,9 @@ PUBLIC_ENDPOINTS = frozenset({("GET", "login.page"), ("HEAD", "login.page"), ("P
                               ("GET", "health.healthz"), ("HEAD", "health.healthz")})
 # Public only on a server bound to loopback: whoever can reach it is on this machine.
 LOOPBACK_ENDPOINTS = frozenset({("GET", "health.metrics")})
+# Views whose Location is absolute by their protocol (Durable Streams' 201), built from
+# the Host header that check_host allowed.
+ABSOLUTE_LOCATION_ENDPOINTS = frozenset({"durable_streams.stream"})
 LOGIN_ASSETS = frozenset({"app.css", "login.js"})
 PAGE_ENDPOINTS = frozenset({"ui.index", "ui.session_page"})
 # Sec-Fetch-Site values of requests a page of this server (or the user, typing a URL) made.
@@ -33,7 +36,14 @@ OWN_FETCH_SITES = frozenset({"same-origin", "none"})
 
 def multipart(view):
     """Mark a view that takes ``multipart/form-data`` (uploads) instead of JSON."""
-    view.takes_multipart = True
+    view.checks_own_media_type = True
+    return view
+
+
+def any_body(view):
+    """Mark a view that takes bodies of any media type and checks them itself (Durable
+    Streams: a stream holds the type it was created with)."""
+    view.checks_own_media_type = True
     return view
 
 
@@ -161,8 +171,8 @@ def check_media_type() -> None:
     if request.method not in STATE_CHANGING or request.routing_exception is not None:
         return  # no such route or method: its 404 or 405 says more than a 415
     view = current_app.view_functions.get(request.endpoint)
-    if getattr(view, "takes_multipart", False):
-        return  # the view insists on multipart/form-data itself
+    if getattr(view, "checks_own_media_type", False):
+        return  # the view insists on its own media types (multipart/form-data, a stream's)
     content_type = request.headers.get("Content-Type")
     has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     if content_type is None and not has_body:
@@ -182,7 +192,7 @@ def _tidy_response(response):
         # Werkzeug builds redirects (merged slashes) from the Host header: keep only the
         # path, so a response never points at a host the request named.
         parts = urllib.parse.urlsplit(location)
-        if parts.scheme or parts.netloc:
+        if (parts.scheme or parts.netloc) and request.endpoint not in ABSOLUTE_LOCATION_ENDPOINTS:
             # One leading slash: "//name" would be read as another host again.
             path = "/" + parts.path.lstrip("/\\")
             response.headers["Location"] = path + ("?" + parts.query if parts.query else "")

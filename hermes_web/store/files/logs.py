@@ -17,6 +17,7 @@ Two small indexes keep every cost proportional to the work asked for:
 import contextlib
 import errno
 import fcntl
+import gzip
 import os
 import shutil
 import threading
@@ -181,6 +182,13 @@ class FileLogStore:
         if session_id is None:
             raise LogNotFound(run_id)
         return self._open_path(session_id, run_id)
+
+    def archived_journal(self, session_id: str, run_id: str):
+        """The journal compaction archived for a removed run, or None (none was kept)."""
+        try:
+            return gzip.decompress(self.data_dir.archived_journal_path(session_id, run_id).read_bytes())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def _open_path(self, session_id: str, run_id: str) -> "FileRunLog":
         path = self.data_dir.journal_path(session_id, run_id)

@@ -14,6 +14,7 @@ Readers (``readers.py``) range-read the stream and wait on those beacons.
 """
 
 import contextlib
+import gzip
 import secrets
 import threading
 import time
@@ -101,6 +102,12 @@ class RedisLogStore:
         if stored_session is None or stored_session.decode() != session_id:
             raise LogNotFound(run_id)
         return RedisRunLog(self, session_id, run_id, nonce)
+
+    @reaching
+    def archived_journal(self, session_id: str, run_id: str):
+        """The journal compaction archived for a removed run, or None (none was kept)."""
+        data = self.client.hget(KEYS.archive(session_id), run_id)
+        return gzip.decompress(data) if data is not None else None
 
     # ------------------------------------------------------------ writing
 
