@@ -12,6 +12,8 @@ HERMES_STAMP := $(HERMES_VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
 REDIS_SERVER := /usr/bin/redis-server
+# The official Durable Streams conformance suite, the reference server and client, pinned.
+DS_SUITE := tests/durable_streams
 
 .PHONY: run test deps run-deps test-deps hermes-deps browser-deps redis-deps dist bench clean
 
@@ -22,7 +24,7 @@ test: test-deps browser-deps redis-deps hermes-deps
 	$(PY) -m pytest -q
 
 run-deps: $(RUN_STAMP) node_modules/.installed
-test-deps: $(TEST_STAMP) node_modules/.installed
+test-deps: $(TEST_STAMP) node_modules/.installed $(DS_SUITE)/node_modules/.installed
 hermes-deps: $(HERMES_STAMP)
 # Everything a developer needs.
 deps: test-deps hermes-deps
@@ -51,6 +53,12 @@ $(HERMES_STAMP): setup.cfg setup.py pyproject.toml
 # the npm registry; axe-core is only for the accessibility tests and is never served.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
+	touch $@
+
+# Test-only: the Durable Streams conformance suite and the reference server the benchmark
+# runs beside ours. Never served, never in the wheel.
+$(DS_SUITE)/node_modules/.installed: $(DS_SUITE)/package.json $(DS_SUITE)/package-lock.json
+	cd $(DS_SUITE) && npm ci --no-audit --no-fund --silent
 	touch $@
 
 # Debian's chromium for the browser tests; Playwright never downloads a browser.
