@@ -62,7 +62,8 @@ class StreamSource:
         self.content_type = self.stream.settings.content_type
 
     def tail(self) -> tuple:
-        return self.stream.tail, self.stream.closed
+        state = self.streams.current(self.name) or self.stream
+        return state.tail, state.closed
 
     def read(self, after: int):
         return self.streams.read(self.name, after, MAX_READ_BYTES)
@@ -71,10 +72,11 @@ class StreamSource:
         self.streams.touch(self.stream)
 
     def wait(self, after: int, timeout: float) -> bool:
-        return self.streams.wait(self.stream, after, timeout)
+        return self.streams.wait(self.name, after, timeout)
 
     def ended(self) -> bool:
-        return self.stream.removed or self.stream.gone
+        state = self.streams.current(self.name)
+        return state is None or state.gone
 
     def close(self) -> None:
         pass
