@@ -64,8 +64,8 @@ def create_app(config: Config = None, offload=None) -> Flask:
     runs.init_app(app)
     sessions = Sessions(metadata, logs, transcripts, runs, views, streams, data_dir, search)
     sessions.init_app(app)
-    # Durable Streams' generic streams live in the data dir (docs/durable-streams.md).
-    register(app, "ds_streams", FileStreams(data_dir, durability, redaction))
+    # Durable Streams' generic streams live where the runs do (docs/durable-streams.md).
+    register(app, "ds_streams", _open_stream_store(config, data_dir, durability, redaction, logs))
 
     try:
         recovered = logs.recover_unfinished()
@@ -127,6 +127,14 @@ def _open_stores(config, data_dir, durability):
         log.warning("%s", warning)
     stores.logs.start()
     return stores.logs, stores.metadata, stores.transcripts, stores.auth, stores.login_failures
+
+
+def _open_stream_store(config, data_dir, durability, redaction, logs):
+    if not config.store_url:
+        return FileStreams(data_dir, durability, redaction)
+    from hermes_web.store.redis.streams import RedisStreams
+
+    return RedisStreams(logs.client, logs.beacons, logs.origin, redaction)
 
 
 def open_auth_state(config):

@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -283,3 +284,44 @@ def test_a_full_disk_refuses_appends_with_507_and_keeps_what_was_acknowledged(sm
         assert read_all(server, "f")[0] == b"kept also kept and more"
     finally:
         server.stop()
+
+
+# -- several servers on one Redis -----------------------------------------------------------
+
+
+def test_with_redis_every_server_serves_the_same_streams(server_factory, redis_server, tmp_path):
+    redis_server.flush()
+    env = {"HERMES_WEB_STORE": redis_server.url}
+    first = server_factory(env=env, data_dir=tmp_path / "a")
+    second = server_factory(env=env, data_dir=tmp_path / "b")
+    assert call(first, "PUT", "shared", b"", {"Content-Type": "application/json"})[0] == 201
+    assert call(second, "PUT", "shared", b"", {"Content-Type": "application/json"})[0] == 200
+    # A live reader on one server hears appends made through the other.
+    received = []
+    reader = threading.Thread(target=lambda: received.extend(
+        sse_until(second, "/ds/streams/shared?offset=-1&live=sse", "streamClosed")))
+    reader.start()
+    # Appends through both servers at once: each is written once, none lost.
+    def write(server, label):
+        for number in range(25):
+            status, _, _ = call(server, "POST", "shared", json.dumps({"by": label, "n": number}).encode(),
+                                {"Content-Type": "application/json"})
+            assert status == 204
+    writers = [threading.Thread(target=write, args=(server, label)) for server, label in ((first, "a"), (second, "b"))]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(30)
+    # A producer's retry through the other server is recognised.
+    producer = {"Content-Type": "application/json", "Producer-Id": "p", "Producer-Epoch": "0", "Producer-Seq": "0"}
+    assert call(first, "POST", "shared", b'{"once": true}', producer)[0] == 200
+    assert call(second, "POST", "shared", b'{"once": true}', producer)[0] == 204
+    assert call(first, "POST", "shared", b"", {"Stream-Closed": "true"})[0] == 204
+    reader.join(30)
+    values = json.loads(read_all(first, "shared")[0])
+    assert sorted((value["by"], value["n"]) for value in values[:-1]) == sorted(
+        (label, number) for label in "ab" for number in range(25))
+    assert values[-1] == {"once": True}
+    live = [value for frame in received if frame.get("event") == "data" for value in json.loads(frame["data"])]
+    assert live == values
+    assert json.loads(received[-1]["data"])["streamClosed"] is True

@@ -12,9 +12,12 @@ the fork offset, for a fork), so both stores give the same offsets for the same 
 
 import base64
 import json
+import logging
+import threading
 import time
 from typing import Optional
 
+from hermes_web.store.logstore import StoreUnavailable
 from hermes_web.store.streams import (
     DEFAULT_CONTENT_TYPE,
     Outcome,
@@ -32,11 +35,8 @@ from hermes_web.store.streams import (
     parse_time,
 )
 
+log = logging.getLogger(__name__)
 SWEEP_SECONDS = 60.0
-
-
-class Conflict(Exception):
-    """The stream changed between reading its state and writing (another server): retry."""
 
 
 class StreamState:
@@ -80,6 +80,8 @@ class StreamStore:
     def __init__(self, redaction=None, clock=time.time):
         self.redaction = redaction
         self.clock = clock
+        self._sweeper = None
+        self._stopped = False
 
     # -- primitives ----------------------------------------------------------------------
 
@@ -165,6 +167,23 @@ class StreamStore:
     def head(self, name: str) -> StreamState:
         """The stream's settings and state now (no access is recorded)."""
         return self._live(name)
+
+    def _start_sweeper(self) -> None:
+        """Expired streams go within a minute even when nobody asks for them again."""
+        if self._sweeper is None:
+            self._sweeper = threading.Thread(target=self._sweep_forever, name="stream-expiry", daemon=True)
+            self._sweeper.start()
+
+    def stop_sweeper(self) -> None:
+        self._stopped = True
+
+    def _sweep_forever(self) -> None:
+        while not self._stopped:
+            try:
+                self.sweep()
+            except (OSError, StreamError, StoreUnavailable) as error:
+                log.warning("stream expiry sweep: %s", error)
+            time.sleep(SWEEP_SECONDS)
 
     def sweep(self) -> int:
         """Remove every expired stream (one that forks read stays, gone); how many went."""

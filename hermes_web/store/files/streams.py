@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Optional
 
 from hermes_web.core.fsutil import DIR_MODE, FILE_MODE, ensure_dir, fsync_dir, write_all
-from hermes_web.store.stream_store import SWEEP_SECONDS, StreamState, StreamStore, decode_entry, encode_entry
+from hermes_web.store.stream_store import StreamState, StreamStore, decode_entry, encode_entry
 from hermes_web.store.streams import Message, Settings, StreamError
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,6 @@ class FileStreams(StreamStore):
         self._lock = threading.Lock()
         self._streams = {}
         self._forks = None  # name -> how many forks read it
-        self._sweeper = None
-        self._stopped = False
         self._create_lock = threading.Lock()  # a name is made once
 
     def directory_of(self, name: str) -> Path:
@@ -137,19 +135,6 @@ class FileStreams(StreamStore):
 
     def touch(self, state: StreamState) -> None:
         state.last_access = self.clock()
-
-    def _start_sweeper(self) -> None:
-        if self._sweeper is None:
-            self._sweeper = threading.Thread(target=self._sweep_forever, name="stream-expiry", daemon=True)
-            self._sweeper.start()
-
-    def _sweep_forever(self) -> None:
-        while not self._stopped:
-            try:
-                self.sweep()
-            except (OSError, StreamError) as error:
-                log.warning("stream expiry sweep: %s", error)
-            time.sleep(SWEEP_SECONDS)
 
     def names_with_expiry(self) -> list:
         """Streams that can expire: the only ones the sweep opens."""
@@ -323,7 +308,7 @@ class FileStreams(StreamStore):
         return True
 
     def close_all(self) -> None:
-        self._stopped = True
+        self.stop_sweeper()
         with self._lock:
             streams = list(self._streams.values())
         for stream in streams:

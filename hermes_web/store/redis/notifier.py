@@ -9,7 +9,9 @@ subscription, not a thousand blocking reads. Messages are ``<kind> <origin> <ids
   terminal record (the run ended);
 - ``s <origin> <session_id>``: the session's runs changed (a run started, compaction);
 - ``m <origin> <session_id>``: the session's metadata changed (created, renamed, deleted);
-- ``c <origin> <run_id> <by>``: someone asked the run's owner to cancel it.
+- ``c <origin> <run_id> <by>``: someone asked the run's owner to cancel it;
+- ``d <origin> <name>``: a Durable Stream (its name percent-encoded) was written,
+  closed or deleted.
 
 Pub/sub delivers at most once: while the subscription is down nothing is heard, so after
 every (re)subscription every beacon is fired and each waiter reads again. Tailers of other
@@ -18,6 +20,7 @@ servers' runs also recheck on their own every REMOTE_LIVENESS_SECONDS.
 
 import logging
 import threading
+import urllib.parse
 
 import redis
 
@@ -138,6 +141,8 @@ class Notifier:
             self.beacons.fire(("session", session_id))
             if remote:
                 self._tell("m", session_id, None)
+        elif kind == "d" and len(parts) == 3 and remote:  # local writers wake their own waiters
+            self.beacons.fire(("stream", urllib.parse.unquote(parts[2])))
         elif kind == "c" and len(parts) == 4 and self.on_cancel is not None:
             self.on_cancel(parts[2], parts[3])
 
