@@ -14,7 +14,7 @@ from hermes_web.core.ids import new_run_id
 from hermes_web.store.durability import Durability
 from hermes_web.store.redis import open_stores
 from hermes_web.store.redis.client import KEYS
-from tests.support import ROOT
+from tests.support import ROOT, request
 from tests.test_approvals_api import start_and_wait_for
 from tests.test_uploads import upload_one
 
@@ -273,3 +273,25 @@ def test_the_shared_store_indexes_markers_and_decoding(redis_server, tmp_path):
                                                               ("damaged-line", KEYS.log(runs[0]))])
     finally:
         stores.logs.stop()
+
+
+def test_durable_streams_are_checked_and_stray_folders_removed(server):
+    for name in ("good", "torn"):
+        status, _, _ = request(server.url, "PUT", f"/ds/streams/{name}", b"ok", {"Content-Type": "text/plain"})
+        assert status == 201
+    streams = server.data_dir / "streams"
+    with open(streams / "torn" / "log.jsonl", "ab") as log:
+        log.write(b'{"text":"half')
+    (streams / "broken").mkdir(mode=0o700)
+    write_private(streams / "broken" / "stream.json", b"{not json")
+    stray = streams / ".new-0123456789ab"
+    stray.mkdir(mode=0o700)
+    old = time.time() - 120
+    os.utime(stray, (old, old))
+    code, findings, _ = doctor(server.data_dir, "--fix")
+    assert code == 1
+    assert kinds(findings) == [("damaged-stream", "streams/broken/stream.json"),
+                               ("stray-stream-folder", "streams/.new-0123456789ab"),
+                               ("torn-tail", "streams/torn/log.jsonl")]
+    assert not stray.exists()
+    assert (streams / "torn" / "log.jsonl").read_bytes().endswith(b'"half')  # the server cuts it, not the doctor

@@ -4,7 +4,7 @@ then those of the local files every store keeps (docs/doctor.md)."""
 import os
 import sys
 
-from hermes_web.doctor import files, local
+from hermes_web.doctor import files, local, streams
 from hermes_web.doctor.report import Report
 from hermes_web.store.datadir import DataDir
 from hermes_web.store.files.logs import RESERVE_BYTES
@@ -28,6 +28,7 @@ def run_from_cli(config, args, out=None) -> int:
     else:
         target = str(data_dir.root)
         live_journals = frozenset(files.check(data_dir, report, references))
+        streams.check_streams(data_dir.root / "streams", report)
     local.check_uploads(data_dir.uploads_root, references, report)
     local.check_modes([data_dir.root, data_dir.uploads_root], report, keep=live_journals)
     local.check_space([path for path in (data_dir.root, data_dir.uploads_root) if os.path.isdir(path)],

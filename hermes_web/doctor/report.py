@@ -30,6 +30,8 @@ KINDS = {
     "loose-mode": "a file looser than 0600 or a directory looser than 0700 (fixed: tightened)",
     "low-space": "less free space than the reserve kept for terminal records",
     "missing-reserve": "the reserve kept for terminal records is not allocated",
+    "damaged-stream": "a Durable Stream whose settings are missing or do not decode",
+    "stray-stream-folder": "a folder a stream create or delete left behind (fixed: removed)",
     "unreadable": "something the check could not read",
 }
 
