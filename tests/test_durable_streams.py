@@ -211,6 +211,8 @@ def test_a_finished_run_reads_as_its_journal_from_every_offset(server):
     # At the end of a finished run a long-poll answers at once: closed.
     status, _, headers = run_stream(server, run_id, f"offset={offset(end)}&live=long-poll")
     assert status == 204 and headers["Stream-Closed"] == "true"
+    status, _, headers = request(server.url, "HEAD", f"/ds/runs/{run_id}")
+    assert status == 200 and headers["Stream-Next-Offset"] == offset(end) and headers["Stream-Closed"] == "true"
     assert request(server.url, "POST", f"/ds/runs/{run_id}", {"x": 1})[0] == 405
     assert request(server.url, "GET", "/ds/runs/no-such-run?offset=-1")[0] == 404
 

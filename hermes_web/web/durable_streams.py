@@ -105,8 +105,10 @@ def stream(name):
 def run(run_id):
     source = RunSource.open(run_id)
     if request.method == "HEAD":
-        source.close()
-        return _head(source, None)
+        try:
+            return _head(source, None)
+        finally:
+            source.close()
     return read_response(source)
 
 
