@@ -16,6 +16,7 @@ still speaks HTTP; what changes is how long anything may take and what a refusal
 import dataclasses
 import logging
 import socket
+import http.client
 import time
 
 from hermes_web.core.codec import encode_line
@@ -28,6 +29,8 @@ log = logging.getLogger("hermes_web.server")
 # downloading a large body keeps going as long as it keeps reading.
 WRITE_CHUNK_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADER_LINE = 65536  # http.client's limits, which pywsgi's own parser applied
+MAX_HEADER_LINES = 100
 MAX_REQUEST_LINE = 8192  # pywsgi's own limit (a longer line gets the 414)
 # Refusals in flight (each holds its socket for at most REFUSAL_LINGER_SECONDS); past this
 # a flood's connections are closed without an answer.
@@ -93,6 +96,57 @@ class _BoundedLines:
         if self._budget < 0:
             raise HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes")
         return line
+
+
+class RequestHeaders(http.client.HTTPMessage):
+    """The header message pywsgi reads (its ``OldMessage`` interface)."""
+
+    status = ""
+
+    def getheader(self, name, default=None):
+        return self.get(name, default)
+
+    @property
+    def typeheader(self):
+        return self.get("content-type")
+
+    @property
+    def headers(self):
+        for name, value in self._headers:
+            yield f"{name}: {value}\r\n"
+
+
+def parse_headers(reader):
+    """The request's header block as the message pywsgi expects, with http.client's limits
+    (lines of 64 KiB, 100 headers; ``status`` says what was wrong, pywsgi answers 400).
+
+    Parsed here rather than by ``http.client.parse_headers``, whose trip through the email
+    package's feed parser cost a fifth of the server's time per small request.
+    """
+    message = RequestHeaders()
+    headers = message._headers
+    for _ in range(MAX_HEADER_LINES + 1):
+        line = reader.readline(MAX_HEADER_LINE + 1)
+        if len(line) > MAX_HEADER_LINE:
+            message.status = "Line too long"
+            return message
+        if line in (b"\r\n", b"\n", b""):
+            return message
+        text = line.decode("iso-8859-1").rstrip("\r\n")
+        if text[:1] in (" ", "\t"):
+            if not headers:
+                message.status = "Continuation line before any header"
+                return message
+            name, value = headers[-1]
+            headers[-1] = (name, value + " " + text.strip())
+            continue
+        name, colon, value = text.partition(":")
+        if not colon or not name or name != name.strip():
+            message.status = "Invalid header line"
+            return message
+        headers.append((name, value.strip()))
+    message.status = f"More than {MAX_HEADER_LINES} headers"
+    return message
 
 
 class DirectWriter:
@@ -179,7 +233,7 @@ class LimitedHandler:
         return environ
 
     def MessageClass(self, reader, *args):  # noqa: N802 (pywsgi's name)
-        return super().MessageClass(_BoundedLines(reader, MAX_HEADER_BYTES), *args)
+        return parse_headers(_BoundedLines(reader, MAX_HEADER_BYTES))
 
     def read_request(self, raw_requestline):
         try:
