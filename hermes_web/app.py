@@ -65,7 +65,9 @@ def create_app(config: Config = None, offload=None) -> Flask:
     sessions = Sessions(metadata, logs, transcripts, runs, views, streams, data_dir, search)
     sessions.init_app(app)
     # Durable Streams' generic streams live where the runs do (docs/durable-streams.md).
-    register(app, "ds_streams", _open_stream_store(config, data_dir, durability, redaction, logs))
+    ds_streams = _open_stream_store(config, data_dir, durability, redaction, logs)
+    ds_streams.start_sweeper()
+    register(app, "ds_streams", ds_streams)
 
     try:
         recovered = logs.recover_unfinished()

@@ -327,3 +327,15 @@ def test_with_redis_every_server_serves_the_same_streams(server_factory, redis_s
     live = [value for frame in received if frame.get("event") == "data" for value in json.loads(frame["data"])]
     assert live == values
     assert json.loads(received[-1]["data"])["streamClosed"] is True
+
+
+def test_one_process_serves_a_stream_of_a_data_dir(server_factory, tmp_path):
+    first = server_factory()
+    assert call(first, "PUT", "owned", b"a", {"Content-Type": "text/plain"})[0] == 201
+    second = server_factory(data_dir=first.data_dir)
+    status, data, headers = call(second, "POST", "owned", b"b", {"Content-Type": "text/plain"})
+    assert status == 503 and json.loads(data)["error"]["code"] == "stream_held" and headers["Retry-After"]
+    assert read_all(first, "owned")[0] == b"a"
+    first.stop()
+    assert call(second, "POST", "owned", b"b", {"Content-Type": "text/plain"})[0] == 204
+    assert read_all(second, "owned")[0] == b"ab"

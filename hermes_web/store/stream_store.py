@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
 from typing import Optional
 
 from hermes_web.store.logstore import StoreUnavailable
@@ -37,6 +38,18 @@ from hermes_web.store.streams import (
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 60.0
+MAX_NAME_BYTES = 240
+
+
+def name_segment(name: str) -> str:
+    """A stream's name as one safe path segment (percent-encoded; a leading dot too), the
+    form both stores measure against MAX_NAME_BYTES; StreamError 400 when it is too long."""
+    encoded = urllib.parse.quote(name, safe="-_~.")
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    if not name or len(encoded) > MAX_NAME_BYTES:
+        raise StreamError(400, "invalid_stream_name", f"a stream name is 1 to {MAX_NAME_BYTES} encoded bytes")
+    return encoded
 
 
 class StreamState:
@@ -168,7 +181,7 @@ class StreamStore:
         """The stream's settings and state now (no access is recorded)."""
         return self._live(name)
 
-    def _start_sweeper(self) -> None:
+    def start_sweeper(self) -> None:
         """Expired streams go within a minute even when nobody asks for them again."""
         if self._sweeper is None:
             self._sweeper = threading.Thread(target=self._sweep_forever, name="stream-expiry", daemon=True)
@@ -324,8 +337,12 @@ class StreamStore:
             self.touch(state)
         messages = []
         if state.settings.forked_from is not None and after < state.base:
-            source = self.read(state.settings.forked_from, after, max_bytes=1 << 62, inherited=True)
+            source = self.read(state.settings.forked_from, after, max_bytes=max_bytes, inherited=True)
             messages = [message for message in source.messages if message.offset <= state.base]
+            reached = source.complete or len(messages) < len(source.messages) or (
+                messages and messages[-1].offset >= state.base)
+            if not reached:  # the answer is full before the fork's own part: the next one
+                return Read(messages, messages[-1].offset if messages else after, False, False, state)
         tail, closed = state.tail, state.closed
         budget = max(1, max_bytes - sum(payload_size(message.payload) for message in messages))
         own, complete = self._own(state, max(after, state.base), budget)

@@ -9,7 +9,7 @@ import json
 import random
 import time
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from hermes_web.core.services import service
 from hermes_web.store.streams import (
@@ -266,6 +266,7 @@ def _catch_up(source, start: str, after: int, live, cursor) -> Response:
                 return _no_content(result.offset, closed=True)
             timeout = service("config").long_poll_seconds
             arrived = source.wait(result.offset, timeout)
+            source.touch()  # a reader waiting keeps a sliding TTL alive
             tail, closed = source.tail()
             if source.ended():
                 raise StreamError(404, "stream_not_found", "the stream was deleted")
@@ -284,7 +285,12 @@ def _catch_up(source, start: str, after: int, live, cursor) -> Response:
     if live == "long-poll":
         response.headers["Stream-Cursor"] = _cursor(cursor)
     response.headers["ETag"] = _etag(request.path, start, next_offset, result.closed)
-    response.headers["Cache-Control"] = "no-cache" if result.complete else "public, max-age=60"
+    # A read short of the tail never changes: caches may keep it, a shared one only when
+    # no login guards the server.
+    if result.complete:
+        response.headers["Cache-Control"] = "no-cache"
+    else:
+        response.headers["Cache-Control"] = ("private" if g.get("password_required") else "public") + ", max-age=60"
     if request.headers.get("If-None-Match") == response.headers["ETag"]:
         return Response(status=304, headers={"ETag": response.headers["ETag"]})
     return response
@@ -336,6 +342,7 @@ def _sse_frames(source, after: int, cursor, binary: bool, timeout: float):
             if not result.complete:
                 continue
             while not source.wait(after, timeout):
+                source.touch()  # a reader waiting keeps a sliding TTL alive
                 tail, closed = source.tail()
                 keep_alive = {"streamNextOffset": format_offset(after)}
                 if closed:

@@ -10,6 +10,7 @@ that does not decode is skipped, never served, with later offsets unchanged.
 import bisect
 import dataclasses
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -22,14 +23,13 @@ from pathlib import Path
 from typing import Optional
 
 from hermes_web.core.fsutil import DIR_MODE, FILE_MODE, ensure_dir, fsync_dir, write_all
-from hermes_web.store.stream_store import StreamState, StreamStore, decode_entry, encode_entry
+from hermes_web.store.stream_store import StreamState, StreamStore, decode_entry, encode_entry, name_segment
 from hermes_web.store.streams import Message, Settings, StreamError
 
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "stream.json"
 LOG_FILE = "log.jsonl"
 GONE_FILE = "gone"  # a deleted stream that forks still read
-MAX_NAME_BYTES = 240
 TEMP_PREFIX = ".new-"
 TRASH_PREFIX = ".deleted-"
 
@@ -68,11 +68,7 @@ class FileStreams(StreamStore):
 
     def directory_of(self, name: str) -> Path:
         """The stream's folder: its name percent-encoded into one safe path segment."""
-        encoded = urllib.parse.quote(name, safe="-_~")
-        encoded = encoded.replace(".", "%2E") if encoded.startswith(".") else encoded
-        if not name or len(encoded) > MAX_NAME_BYTES:
-            raise StreamError(400, "invalid_stream_name", f"a stream name is 1 to {MAX_NAME_BYTES} encoded bytes")
-        return self.root / encoded
+        return self.root / name_segment(name)
 
     def names(self) -> list:
         if not self.root.is_dir():
@@ -97,7 +93,7 @@ class FileStreams(StreamStore):
     def _load(self, name: str) -> Optional[_FileStream]:
         directory = self.directory_of(name)
         with self._lock:
-            self._start_sweeper()
+            self.start_sweeper()
             stream = self._streams.get(name)
             if stream is None:
                 settings = read_settings(directory)
@@ -110,7 +106,15 @@ class FileStreams(StreamStore):
 
     def _open_log(self, stream: _FileStream) -> None:
         log_path = stream.directory / LOG_FILE
-        stream.fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            # One process owns a stream: its offsets and producers live in that process.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StreamError(503, "stream_held", "another server process on this data dir serves this stream",
+                              {"Retry-After": "5"}) from None
+        stream.fd = fd
         stream.last_access = os.fstat(stream.fd).st_mtime
         size = os.fstat(stream.fd).st_size
         data = os.pread(stream.fd, size, 0) if size else b""
@@ -168,6 +172,8 @@ class FileStreams(StreamStore):
     def _write_new(self, name: str, settings: Settings, log_bytes: bytes) -> bool:
         directory = self.directory_of(name)
         ensure_dir(self.root)
+        with self._lock:
+            self._fork_counts()  # counted before the new fork exists, then counted once below
         temp = self.root / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
         temp.mkdir(mode=DIR_MODE)
         try:

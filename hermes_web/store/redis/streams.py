@@ -15,7 +15,7 @@ from typing import Optional
 
 from hermes_web.store.redis.client import KEYS, reaching
 from hermes_web.store.redis.notifier import message
-from hermes_web.store.stream_store import StreamState, StreamStore, decode_entry
+from hermes_web.store.stream_store import StreamState, StreamStore, decode_entry, name_segment
 from hermes_web.store.streams import Message, ProducerState, Settings, StreamError
 
 READ_BATCH_ENTRIES = 512
@@ -89,7 +89,6 @@ def _producers(name: str) -> str:
 
 NAMES = KEYS.prefix + "streams"  # set of every stream's name
 EXPIRING = KEYS.prefix + "streams:expiring"  # the names with a TTL or an expiry time
-MAX_NAME_BYTES = 240
 
 
 class RedisStreams(StreamStore):
@@ -105,8 +104,7 @@ class RedisStreams(StreamStore):
         self._remove_script = client.register_script(REMOVE)
 
     def _check_name(self, name: str) -> None:
-        if not name or len(_encoded(name)) > MAX_NAME_BYTES:
-            raise StreamError(400, "invalid_stream_name", f"a stream name is 1 to {MAX_NAME_BYTES} encoded bytes")
+        name_segment(name)  # the same limit as the file store's
 
     def _wake(self, name: str) -> bytes:
         """The wake-up other servers hear (this one's waiters are woken after the write)."""
@@ -129,7 +127,7 @@ class RedisStreams(StreamStore):
     @reaching
     def _load(self, name: str) -> Optional[StreamState]:
         self._check_name(name)
-        self._start_sweeper()
+        self.start_sweeper()
         pipeline = self.client.pipeline(transaction=False)
         pipeline.hgetall(_meta(name))
         pipeline.hgetall(_producers(name))
