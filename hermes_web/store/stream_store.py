@@ -130,6 +130,10 @@ class StreamStore:
     def names(self) -> list:
         raise NotImplementedError
 
+    def _sweep_candidates(self) -> list:
+        """The names the sweep looks at: at least every stream that can expire."""
+        return self.names()
+
     def touch(self, state: StreamState) -> None:
         raise NotImplementedError
 
@@ -201,7 +205,7 @@ class StreamStore:
     def sweep(self) -> int:
         """Remove every expired stream (one that forks read stays, gone); how many went."""
         removed = 0
-        for name in self.names():
+        for name in self._sweep_candidates():
             state = self._find(name, expire=False)
             if state is not None and not state.gone and self._expired(state):
                 self._expire(state)
@@ -318,12 +322,7 @@ class StreamStore:
 
     def delete(self, name: str) -> None:
         """Delete the stream; one that forks read stays readable to them (gone)."""
-        state = self._find(name)
-        if state is None:
-            raise StreamError(404, "stream_not_found", "no such stream")
-        if state.gone:
-            raise StreamError(410, "stream_gone", "the stream was already deleted")
-        self._expire(state)
+        self._expire(self._live(name))
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -332,7 +331,7 @@ class StreamStore:
         about ``max_bytes``; ``after`` at or past the tail reads nothing."""
         state = self._find(name, expire=False) if inherited else self._live(name)
         if state is None:
-            return Read([], after, True, False, None)
+            return Read([], after, True, False)
         if not inherited:
             self.touch(state)
         messages = []
@@ -342,13 +341,13 @@ class StreamStore:
             reached = source.complete or len(messages) < len(source.messages) or (
                 messages and messages[-1].offset >= state.base)
             if not reached:  # the answer is full before the fork's own part: the next one
-                return Read(messages, messages[-1].offset if messages else after, False, False, state)
+                return Read(messages, messages[-1].offset if messages else after, False, False)
         tail, closed = state.tail, state.closed
         budget = max(1, max_bytes - sum(payload_size(message.payload) for message in messages))
         own, complete = self._own(state, max(after, state.base), budget)
         messages.extend(own)
         offset = messages[-1].offset if messages else tail
-        return Read(messages, offset, complete, closed and complete and offset >= tail, state)
+        return Read(messages, offset, complete, closed and complete and offset >= tail)
 
     def served(self, content_type: str, entry: dict):
         """A log line's payload as a reader gets it (masked now when not masked at rest)."""

@@ -219,7 +219,6 @@ class Read:
     offset: int  # where the reader stands after these messages
     complete: bool  # nothing more to read now (the reader is up to date)
     closed: bool  # ... and nothing will ever follow
-    stream: object
 
 
 def parse_time(text: str) -> Optional[float]:

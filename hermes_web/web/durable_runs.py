@@ -86,7 +86,7 @@ class RunSource:
         offset = messages[-1].offset if messages else after
         complete = offset >= committed
         closed = complete and last is not None and is_terminal(last)
-        return Read(messages, offset, complete, closed, None)
+        return Read(messages, offset, complete, closed)
 
     def _record(self, line: bytes):
         record = decode_record(line)

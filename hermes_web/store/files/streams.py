@@ -140,8 +140,9 @@ class FileStreams(StreamStore):
     def touch(self, state: StreamState) -> None:
         state.last_access = self.clock()
 
-    def names_with_expiry(self) -> list:
-        """Streams that can expire: the only ones the sweep opens."""
+    def _sweep_candidates(self) -> list:
+        """Streams that can expire (loaded ones, and those whose settings say so): the only
+        ones the sweep opens."""
         result = []
         for name in self.names():
             with self._lock:
@@ -152,15 +153,6 @@ class FileStreams(StreamStore):
             if settings is not None and (settings.ttl_seconds is not None or settings.expires_at is not None):
                 result.append(name)
         return result
-
-    def sweep(self) -> int:
-        removed = 0
-        for name in self.names_with_expiry():
-            state = self._find(name, expire=False)
-            if state is not None and not state.gone and self._expired(state):
-                self._expire(state)
-                removed += state.removed
-        return removed
 
     # -- writes --------------------------------------------------------------------------
 

@@ -115,14 +115,8 @@ class RedisStreams(StreamStore):
         return sorted(member.decode("utf-8") for member in self.client.smembers(NAMES))
 
     @reaching
-    def sweep(self) -> int:
-        removed = 0
-        for member in self.client.smembers(EXPIRING):
-            state = self._find(member.decode("utf-8"), expire=False)
-            if state is not None and not state.gone and self._expired(state):
-                self._expire(state)
-                removed += state.removed
-        return removed
+    def _sweep_candidates(self) -> list:
+        return [member.decode("utf-8") for member in self.client.smembers(EXPIRING)]
 
     @reaching
     def _load(self, name: str) -> Optional[StreamState]:
@@ -143,15 +137,14 @@ class RedisStreams(StreamStore):
         state.last_seq = meta[b"last_seq"].decode("utf-8") if b"last_seq" in meta else None
         state.gone = meta.get(b"gone") == b"1"
         state.last_access = int(meta.get(b"last_access", b"0")) / 1000
-        state.forks = int(meta.get(b"forks", b"0"))
         for producer_id, value in producers.items():
             epoch, seq = value.split(b" ")
             state.producers[producer_id.decode("utf-8")] = ProducerState(int(epoch), int(seq))
         return state
 
+    @reaching
     def _fork_count(self, name: str) -> int:
-        state = self._load(name)
-        return state.forks if state is not None else 0
+        return int(self.client.hget(_meta(name), "forks") or 0)
 
     @reaching
     def touch(self, state: StreamState) -> None:
