@@ -18,6 +18,7 @@ _OFFSET = re.compile(r"^(\d{1,16})_(\d{1,16})$")
 # Stream-TTL: a plain decimal, no sign, no leading zeros.
 _TTL = re.compile(r"^(0|[1-9]\d{0,11})$")
 _DECIMAL = re.compile(r"^\d{1,15}$")
+_SUB_OFFSET = re.compile(r"^(0|[1-9][0-9]{0,14})$")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+")
 
@@ -72,6 +73,15 @@ def parse_ttl(header: Optional[str]) -> Optional[int]:
         return None
     if not _TTL.match(header):
         raise StreamError(400, "invalid_ttl", "Stream-TTL must be a whole number of seconds")
+    return int(header)
+
+
+def parse_sub_offset(header: Optional[str]) -> Optional[int]:
+    """``Stream-Fork-Sub-Offset``: bytes (JSON: values) into the message after the fork offset."""
+    if header is None:
+        return None
+    if not _SUB_OFFSET.match(header):
+        raise StreamError(400, "invalid_fork", "Stream-Fork-Sub-Offset must be a non-negative integer")
     return int(header)
 
 

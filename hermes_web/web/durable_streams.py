@@ -23,13 +23,15 @@ from hermes_web.store.streams import (
     is_text,
     parse_offset,
     parse_producer,
+    parse_sub_offset,
     parse_ttl,
     response_cursor,
     sse_data,
 )
 from hermes_web.web.durable_runs import RunSource
-from hermes_web.web.errors import ApiError, error_response
+from hermes_web.web.errors import error_response
 from hermes_web.web.guard import any_body
+from hermes_web.web.inputs import bounded_body
 from hermes_web.web.stream_limits import counted
 
 blueprint = Blueprint("durable_streams", __name__, url_prefix="/ds")
@@ -127,15 +129,6 @@ def _head(source, settings) -> Response:
     return response
 
 
-def _body(limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "body_too_large", f"an append may carry at most {limit} bytes")
-    data = request.stream.read(limit + 1)
-    if len(data) > limit:
-        raise ApiError(413, "body_too_large", f"an append may carry at most {limit} bytes")
-    return data
-
-
 def _create(streams, name: str) -> Response:
     headers = request.headers
     forked_from = headers.get("Stream-Forked-From")
@@ -146,26 +139,20 @@ def _create(streams, name: str) -> Response:
     if content_type is None and forked_from is None:
         content_type = DEFAULT_CONTENT_TYPE
     fork_offset_header = headers.get("Stream-Fork-Offset")
+    fork_offset = parse_offset(fork_offset_header) if fork_offset_header else None
     sub_offset_header = headers.get("Stream-Fork-Sub-Offset")
-    if sub_offset_header is not None:
-        if forked_from is None:
-            raise StreamError(400, "invalid_fork", "Stream-Fork-Sub-Offset needs Stream-Forked-From")
-        if not (sub_offset_header.isascii() and sub_offset_header.isdigit()) or (
-                len(sub_offset_header) > 1 and sub_offset_header[0] == "0") or len(sub_offset_header) > 15:
-            raise StreamError(400, "invalid_fork", "Stream-Fork-Sub-Offset must be a non-negative integer")
+    if sub_offset_header is not None and forked_from is None:
+        raise StreamError(400, "invalid_fork", "Stream-Fork-Sub-Offset needs Stream-Forked-From")
     settings = Settings(
         content_type=content_type,
         ttl_seconds=parse_ttl(ttl_header),
         expires_at=parse_expires_at(expires_header),
         forked_from=forked_from.lstrip("/") if forked_from is not None else None,
-        fork_offset=(parse_offset(fork_offset_header) if fork_offset_header else None) if forked_from is not None
-        else 0,
-        fork_sub_offset=int(sub_offset_header) if sub_offset_header is not None else None,
+        fork_offset=fork_offset if forked_from is not None else 0,
+        fork_sub_offset=parse_sub_offset(sub_offset_header),
         created_closed=headers.get("Stream-Closed", "").lower() == "true",
     )
-    if fork_offset_header and forked_from is None:
-        parse_offset(fork_offset_header)
-    body = _body(service("config").max_append_bytes)
+    body = bounded_body(service("config").max_append_bytes)
     stream, created = streams.create(name, settings, body)
     response = Response(status=201 if created else 200, content_type=stream.settings.content_type)
     response.headers["Stream-Next-Offset"] = format_offset(stream.tail)
@@ -182,7 +169,7 @@ def _append(streams, name: str) -> Response:
     close = headers.get("Stream-Closed", "").lower() == "true"
     producer = parse_producer(headers.get("Producer-Id"), headers.get("Producer-Epoch"),
                               headers.get("Producer-Seq"))
-    body = _body(service("config").max_append_bytes)
+    body = bounded_body(service("config").max_append_bytes)
     if not body:
         if not close:
             raise StreamError(400, "empty_body", "an append needs a body (or Stream-Closed: true)")

@@ -17,14 +17,19 @@ def checked_id(value: str, kind: str) -> str:
     return value
 
 
-def json_body(required: bool = True, limit: int = None) -> dict:
-    """The request's JSON object, read with a size limit (413) and parsed strictly (400)."""
-    limit = limit or service("config").max_json_bytes
+def bounded_body(limit: int) -> bytes:
+    """The request's body, at most ``limit`` bytes (413 beyond, before reading it all)."""
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
     data = request.stream.read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
+    return data
+
+
+def json_body(required: bool = True, limit: int = None) -> dict:
+    """The request's JSON object, read with a size limit (413) and parsed strictly (400)."""
+    data = bounded_body(limit or service("config").max_json_bytes)
     if not data.strip():
         if required:
             raise ApiError(400, "invalid_json", "a JSON object body is required")
